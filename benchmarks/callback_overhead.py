@@ -1,0 +1,175 @@
+"""How much does ``ActivationStatistics`` cost a training run?
+
+The classic deep MLP (784 -> 500, 400, 300, 200, 100 -> 10, tanh; Glorot & Bengio 2010) on
+20,000 random samples, batch 128, 2 epochs. Three configurations, run interleaved (so that
+a noisy neighbour hurts all of them alike), several repeats, medians:
+
+* ``plain``: ``fit`` without callbacks;
+* ``ActivationStatistics``: ``freq="epoch"`` on a 256-sample probe batch (histograms and the
+  depth-profile image on: the defaults);
+* ``TensorBoard(histogram_freq=1)``: Keras's own callback, for comparison.
+
+Only ``fit`` is timed; every run gets a fresh model whose train function was traced by a
+warm-up ``fit`` beforehand, and callbacks are constructed before the clock starts (as
+users do). One write (probe pass + statistics + proto + event write [+ PNG]) is timed by
+wrapping the callback's methods; Keras's per-epoch weight histograms (``_log_weights``) too.
+
+The machine may be shared, so the table shows, per configuration, the median and the best
+wall time, the median process CPU time, and the overhead three ways: the median over repeats
+of the ratio to the ``plain`` run of the same repeat (runs back to back), the ratio of the
+best times, and the paired median of CPU times. The overhead goal is judged on the best
+times (the estimate least affected by other processes, as ``timeit`` does).
+
+Goals: <= 3 % over plain ``fit``, and one write <= 45 ms (Keras's ``histogram_freq=1``
+spends ~45 ms per epoch end on this model while logging weights only).
+
+Run: ``KERAS_BACKEND=tensorflow python benchmarks/callback_overhead.py [--repeats 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_inits  # noqa: E402
+
+WIDTHS = (500, 400, 300, 200, 100)
+SAMPLES = 20_000
+PROBE_SAMPLES = 256
+BATCH_SIZE = 128
+EPOCHS = 2
+OVERHEAD_GOAL = 0.03
+WRITE_GOAL_MS = 45.0
+CONFIGS = ("plain", "ActivationStatistics", "TensorBoard(histogram_freq=1)")
+
+
+def build_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((784,))]
+    layers += [keras.layers.Dense(width, activation="tanh") for width in WIDTHS]
+    layers.append(keras.layers.Dense(10, activation="softmax"))
+    model = keras.Sequential(layers)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def timed(instance, name: str, sink: list[float]) -> None:
+    """Wrap ``instance.name`` so that each call's duration (seconds) lands in ``sink``."""
+    original = getattr(instance, name)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            sink.append(time.perf_counter() - start)
+
+    setattr(instance, name, wrapper)
+
+
+def run_once(config: str, x, y, log_root: str, seed: int,
+             costs: dict[str, list[float]]) -> tuple[float, float]:
+    """One timed ``fit``; returns (wall seconds, process CPU seconds)."""
+    model = build_model(seed)
+    model.fit(x[: BATCH_SIZE + 32], y[: BATCH_SIZE + 32], batch_size=BATCH_SIZE, verbose=0)
+    callbacks = []
+    log_dir = tempfile.mkdtemp(dir=log_root)
+    if config == "ActivationStatistics":
+        callback = keras_inits.ActivationStatistics(log_dir, x[:PROBE_SAMPLES], freq="epoch")
+        measured: list[float] = []
+        written: list[float] = []
+        timed(callback, "_measure", measured)
+        timed(callback, "_write", written)
+        callbacks.append(callback)
+    elif config == "TensorBoard(histogram_freq=1)":
+        callback = keras.callbacks.TensorBoard(log_dir, histogram_freq=1)
+        weights_logged: list[float] = []
+        timed(callback, "_log_weights", weights_logged)
+        callbacks.append(callback)
+    start_cpu = time.process_time()
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, callbacks=callbacks, verbose=0)
+    elapsed = time.perf_counter() - start
+    elapsed_cpu = time.process_time() - start_cpu
+    if config == "ActivationStatistics":
+        callback.close()
+        costs["write"].extend(m + w for m, w in zip(measured, written))
+        costs["first_write"].append(measured[0] + written[0])
+    elif config == "TensorBoard(histogram_freq=1)":
+        costs["keras_log_weights"].extend(weights_logged)
+    return elapsed, elapsed_cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(SAMPLES, 784)).astype("float32")
+    y = rng.integers(0, 10, size=(SAMPLES,))
+    wall: dict[str, list[float]] = {config: [] for config in CONFIGS}
+    cpu: dict[str, list[float]] = {config: [] for config in CONFIGS}
+    costs: dict[str, list[float]] = {"write": [], "first_write": [], "keras_log_weights": []}
+
+    with tempfile.TemporaryDirectory() as log_root:
+        for repeat in range(args.repeats):
+            # Rotate the order too, so no configuration always runs first.
+            order = CONFIGS[repeat % 3:] + CONFIGS[: repeat % 3]
+            for config in order:
+                seconds, cpu_seconds = run_once(config, x, y, log_root, repeat, costs)
+                wall[config].append(seconds)
+                cpu[config].append(cpu_seconds)
+
+    def paired(config: str, series: dict[str, list[float]]) -> float:
+        """Median over repeats of (config / plain) - 1, each pair run back to back."""
+        return statistics.median(a / b - 1 for a, b in zip(series[config], series["plain"]))
+
+    print(f"callback_overhead: MLP 784-{'-'.join(map(str, WIDTHS))}-10 tanh, {SAMPLES} samples, "
+          f"batch {BATCH_SIZE}, {EPOCHS} epochs, {args.repeats} interleaved repeats, "
+          f"probe {PROBE_SAMPLES} samples, load average at end {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    print()
+    header = (f"| {'configuration':<31} | {'median (s)':>10} | {'best (s)':>8} | "
+              f"{'CPU med (s)':>11} | {'vs plain: paired median':>23} | {'best':>7} | "
+              f"{'CPU':>7} |")
+    print(header)
+    print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
+    for config in CONFIGS:
+        print(
+            f"| {config:<31} | {statistics.median(wall[config]):>10.3f} | "
+            f"{min(wall[config]):>8.3f} | {statistics.median(cpu[config]):>11.3f} | "
+            f"{paired(config, wall):>+23.1%} | "
+            f"{min(wall[config]) / min(wall['plain']) - 1:>+7.1%} | "
+            f"{paired(config, cpu):>+7.1%} |"
+        )
+    print()
+    write_ms = statistics.median(costs["write"]) * 1e3
+    first_ms = statistics.median(costs["first_write"]) * 1e3
+    keras_ms = statistics.median(costs["keras_log_weights"]) * 1e3
+    print(f"median cost of one ActivationStatistics write: {write_ms:.1f} ms over "
+          f"{len(costs['write'])} writes (probe + statistics + proto + PNG + event write); "
+          f"the first write of a fit (step 0, eager warm-up, full figure draw): {first_ms:.1f} ms")
+    print(f"median cost of Keras TensorBoard(histogram_freq=1) _log_weights per epoch: "
+          f"{keras_ms:.1f} ms")
+    print()
+    overhead_best = min(wall["ActivationStatistics"]) / min(wall["plain"]) - 1
+    overhead_paired = paired("ActivationStatistics", wall)
+    print(f"goal: ActivationStatistics <= {OVERHEAD_GOAL:.0%} over plain fit (best of "
+          f"{args.repeats}; the paired median {overhead_paired:+.1%} is shown for the noise): "
+          f"{overhead_best:+.1%} -> {'met' if overhead_best <= OVERHEAD_GOAL else 'NOT met'}")
+    print(f"goal: one write <= {WRITE_GOAL_MS:.0f} ms (median): {write_ms:.1f} ms -> "
+          f"{'met' if write_ms <= WRITE_GOAL_MS else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,658 @@
+"""The probe pass: run a model once and capture what chosen layers produce.
+
+This is the one mechanism behind :func:`keras_inits.activation_statistics`, the
+:class:`keras_inits.ActivationStatistics` callback and the data-dependent LSUV initializer.
+It answers "run the model on ``x`` and give me each monitored layer's output and
+pre-activation", for layers of Sequential, Functional, nested and subclassed models alike.
+
+How it works. ``layer.output`` only exists for layers of Functional graphs, so instead of a
+feature-extractor model the probe wraps ``layer.call`` *on the instance* for the duration of
+one eager forward pass (``object.__setattr__(layer, "call", wrapper)``, undone with
+``object.__delattr__``, which keeps Keras's attribute tracker out of it). ``Layer.__call__``
+looks ``self.call`` up on the instance, so the wrapper sees every call, however deep. For a
+layer with a fused activation (``Dense(..., activation="tanh")``, ``Conv*``, ``EinsumDense``,
+``Activation``) the probe also swaps ``layer.activation`` for a wrapper that records its
+input, the pre-activation. Everything is restored in ``finally``.
+
+Conventions (shared by every user of the probe):
+
+* **Paths** are relative to the model passed in: ``dense_3`` for its own layers,
+  ``inner/dense_3`` for a layer of a nested model (or of any custom layer) named ``inner``.
+  A layer reachable by several paths (a shared layer) gets the first one found.
+* **Which call is recorded**: the *first* call of a layer during the pass. A layer called
+  twice (shared weights, siamese towers) is measured on its first call only; later calls run
+  normally and are not recorded. ``ProbeRecord.call_count`` says how often it ran.
+* **Several outputs**: every tensor in the output structure is recorded (flattened in
+  ``keras.tree`` order). Statistics treat them as one vector per sample (concatenated).
+* **Order**: records come in completion order of their first call, which is data-flow order
+  (shallow to deep) for any model, subclassed ones included.
+* **Recurrent layers** (``keras.layers.RNN`` and its subclasses, ``Bidirectional``) are
+  leaves: the layer is monitored as a whole and its cell is not descended into (a cell runs
+  once per time step).
+* **State**: the pass leaves the model as it found it. Non-trainable variables (batch-norm
+  moving statistics, seed-generator states, RNN states) and metric variables are snapshotted
+  and any that changed are restored; no optimizer is involved. Weights are never written.
+
+Examples:
+
+>>> import numpy as np, keras
+>>> from keras_inits._probe import LayerProbe, run_probe, select_layers
+>>> model = keras.Sequential([keras.Input((8,)),
+...                           keras.layers.Dense(4, activation="tanh", name="hidden")])
+>>> records = run_probe(model, np.ones((2, 8), "float32"))
+>>> list(records), records["hidden"].outputs[0].shape
+(['hidden'], (2, 4))
+
+A lower-level use, e.g. inside an LSUV loop that calls the model itself:
+
+>>> layers = select_layers(model)
+>>> with LayerProbe(layers) as probe:
+...     _ = model(np.ones((2, 8), "float32"), training=False)
+>>> probe.records["hidden"].pre_activations[0].shape
+TensorShape([2, 4])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import warnings
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+import keras
+import numpy as np
+
+#: What ``layers=`` accepts: a path, a layer class, a predicate, or a sequence of paths/classes.
+LayerSelection = Union[
+    None, str, type, Callable[[keras.layers.Layer], bool], Sequence[Union[str, type]]
+]
+
+#: Standalone activation layers, monitored by default next to every layer that owns a kernel.
+ACTIVATION_LAYER_TYPES: tuple[type, ...] = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+    keras.layers.Softmax,
+)
+
+#: Layers treated as leaves: monitored as a whole, never descended into.
+LEAF_LAYER_TYPES: tuple[type, ...] = (keras.layers.RNN, keras.layers.Bidirectional)
+
+_KERNEL_MARK = "kernel"
+
+
+# --------------------------------------------------------------------------------------
+# Finding layers
+# --------------------------------------------------------------------------------------
+
+
+def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """Direct sub-layers of ``layer`` in Keras's order (topological for Functional)."""
+    if isinstance(layer, LEAF_LAYER_TYPES):
+        return []
+    if isinstance(layer, keras.Model):
+        children = list(layer.layers)
+    else:
+        children = list(getattr(layer, "_layers", []))
+    return [child for child in children if not isinstance(child, keras.layers.InputLayer)]
+
+
+def walk_layers(model: keras.layers.Layer) -> dict[str, keras.layers.Layer]:
+    """Every layer inside ``model`` (not ``model`` itself), keyed by its path.
+
+    Depth first, in Keras's own order of each container; recurrent layers are leaves.
+
+    Args:
+        model: A Keras model (or any layer with sub-layers).
+
+    Returns:
+        A dict from path (``"dense"``, ``"inner/dense_3"``) to layer.
+
+    Examples:
+
+    >>> import keras
+    >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")],
+    ...                          name="inner")
+    >>> outer = keras.Sequential([keras.Input((3,)), inner])
+    >>> list(walk_layers(outer))
+    ['inner', 'inner/d']
+    """
+    found: dict[str, keras.layers.Layer] = {}
+    seen: set[int] = {id(model)}
+
+    def visit(container: keras.layers.Layer, prefix: str) -> None:
+        for child in _children(container):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            path = prefix + child.name
+            if path in found:  # two sibling layers with one name (possible when subclassing)
+                suffix = 1
+                while f"{path}#{suffix}" in found:
+                    suffix += 1
+                path = f"{path}#{suffix}"
+            found[path] = child
+            visit(child, path + "/")
+
+    visit(model, "")
+    return found
+
+
+def _own_variables(layer: keras.layers.Layer) -> list[Any]:
+    """Variables created by ``layer`` itself, not by its sub-layers."""
+    own = getattr(layer, "_trainable_variables", None)
+    if own is not None:
+        return list(own) + list(getattr(layer, "_non_trainable_variables", []))
+    nested = {id(w) for child in _children(layer) for w in child.weights}
+    return [w for w in layer.weights if id(w) not in nested]
+
+
+def kernel_variables(layer: keras.layers.Layer) -> list[Any]:
+    """The kernel variables of a layer (names containing ``"kernel"``).
+
+    A layer's own variables only, except for recurrent leaves, whose cell owns them
+    (``kernel`` and ``recurrent_kernel``). Empty for layers without a kernel.
+    """
+    if isinstance(layer, LEAF_LAYER_TYPES):
+        candidates = layer.weights
+    else:
+        candidates = _own_variables(layer)
+    return [v for v in candidates if _KERNEL_MARK in v.name]
+
+
+def is_default_monitored(layer: keras.layers.Layer) -> bool:
+    """True for layers that own a kernel and for standalone activation layers."""
+    if isinstance(layer, ACTIVATION_LAYER_TYPES):
+        return True
+    if isinstance(layer, keras.Model):
+        return False
+    return bool(kernel_variables(layer))
+
+
+def _format_available(paths: Iterable[str]) -> str:
+    return ", ".join(repr(path) for path in paths) or "(none)"
+
+
+def select_layers(
+    model: keras.layers.Layer, layers: LayerSelection = None
+) -> dict[str, keras.layers.Layer]:
+    """Resolve a ``layers=`` argument to the layers to monitor, keyed by path.
+
+    Args:
+        model: The model to look into. It must be built (its sub-layers must own their
+            variables) for the default selection to find layers with a kernel.
+        layers: ``None`` for the default (every layer that owns a kernel, plus standalone
+            activation layers); a path such as ``"inner/dense_3"`` (a bare layer name is
+            accepted too when it is unique); a layer class; a predicate
+            ``layer -> bool``; or a sequence of paths and classes.
+
+    Returns:
+        A dict from path to layer, in the order of :func:`walk_layers`.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the available paths), an
+            argument of the wrong type, or a selection that matches no layer.
+        TypeError: if ``layers`` is not one of the accepted types.
+
+    Examples:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="a"),
+    ...                           keras.layers.Dropout(0.5, name="drop"),
+    ...                           keras.layers.Dense(1, name="b")])
+    >>> list(select_layers(model))
+    ['a', 'b']
+    >>> list(select_layers(model, ["b", keras.layers.Dropout]))
+    ['drop', 'b']
+    """
+    every = walk_layers(model)
+    if layers is None:
+        chosen = {path: layer for path, layer in every.items() if is_default_monitored(layer)}
+        if not chosen:
+            raise ValueError(
+                "The model has no layer to monitor: no layer owns a kernel and there is no "
+                "standalone activation layer. Pass `layers=` to choose layers explicitly. "
+                f"Received: model={model.name!r} with layers [{_format_available(every)}]"
+            )
+        return chosen
+
+    if isinstance(layers, str) or isinstance(layers, type):
+        items: list[Any] = [layers]
+    elif callable(layers):
+        chosen = {path: layer for path, layer in every.items() if layers(layer)}
+        if not chosen:
+            raise ValueError(
+                "The predicate passed as `layers=` matched no layer. Available layers: "
+                f"[{_format_available(every)}]. Received: layers={layers!r}"
+            )
+        return chosen
+    elif isinstance(layers, Sequence):
+        items = list(layers)
+    else:
+        raise TypeError(
+            "`layers` must be None, a layer path, a layer class, a predicate, or a sequence "
+            f"of paths and classes. Received: layers={layers!r}"
+        )
+    if not items:
+        raise ValueError(f"`layers` selects no layer. Received: layers={layers!r}")
+
+    wanted: set[int] = set()
+    for item in items:
+        if isinstance(item, str):
+            wanted.add(id(_layer_by_name(every, item, layers)))
+        elif isinstance(item, type) and issubclass(item, keras.layers.Layer):
+            matches = [layer for layer in every.values() if isinstance(layer, item)]
+            if not matches:
+                raise ValueError(
+                    f"No layer of class {item.__name__} in the model. Available layers: "
+                    f"[{_format_available(every)}]. Received: layers={layers!r}"
+                )
+            wanted.update(id(layer) for layer in matches)
+        else:
+            raise TypeError(
+                "Items of `layers` must be layer paths (str) or layer classes. "
+                f"Received: layers={layers!r}"
+            )
+    return {path: layer for path, layer in every.items() if id(layer) in wanted}
+
+
+def _layer_by_name(
+    every: Mapping[str, keras.layers.Layer], name: str, argument: Any
+) -> keras.layers.Layer:
+    if name in every:
+        return every[name]
+    by_name = [layer for layer in every.values() if layer.name == name]
+    if len(by_name) == 1:
+        return by_name[0]
+    raise ValueError(
+        f"Unknown layer {name!r}. Available layers: [{_format_available(every)}]. "
+        f"Received: layers={argument!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Recording
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ProbeRecord:
+    """What one layer produced on its first call during a probe pass.
+
+    Attributes:
+        path: The layer's path relative to the probed model.
+        layer: The layer itself.
+        outputs: Every tensor of the layer's output structure, in ``keras.tree.flatten``
+            order. Backend tensors inside a :class:`LayerProbe`; float32 NumPy arrays after
+            :func:`run_probe`.
+        pre_activations: The input(s) of the layer's fused activation on that call, or
+            ``None`` when the layer has no (non-linear) ``activation`` attribute.
+        call_count: How many times the layer ran during the pass.
+        output_gradients: ``d loss / d output`` per output (float32 NumPy), when gradients
+            were asked for.
+        kernel_gradients: ``d loss / d kernel`` per kernel variable (float32 NumPy), when
+            gradients were asked for; an empty tuple for a layer without a kernel.
+    """
+
+    path: str
+    layer: keras.layers.Layer
+    outputs: tuple[Any, ...] = ()
+    pre_activations: tuple[Any, ...] | None = None
+    call_count: int = 0
+    output_gradients: tuple[np.ndarray, ...] | None = None
+    kernel_gradients: tuple[np.ndarray, ...] | None = None
+
+
+def _is_linear(function: Any) -> bool:
+    return function is None or function is keras.activations.linear
+
+
+def _has_swappable_activation(layer: keras.layers.Layer) -> bool:
+    if isinstance(layer, LEAF_LAYER_TYPES):
+        return False
+    function = vars(layer).get("activation")
+    return callable(function) and not _is_linear(function)
+
+
+class LayerProbe:
+    """Context manager that records the first call of each given layer.
+
+    On entry, wraps ``layer.call`` (and ``layer.activation`` where the layer has a fused,
+    non-linear activation) on every given layer instance; on exit, puts the originals back,
+    also when the forward pass raised. Run the model *eagerly* inside the block.
+
+    Args:
+        layers: Mapping from path to layer, e.g. from :func:`select_layers`.
+        pre_activations: Whether to record the inputs of fused activations.
+        watch: Optional callable applied to every recorded output tensor as it is produced,
+            e.g. ``tape.watch`` of a ``tf.GradientTape`` so that gradients with respect to
+            intermediate outputs can be taken.
+
+    Attributes:
+        records: Dict from path to :class:`ProbeRecord`, in completion order of each
+            layer's first call. Layers that never ran are absent.
+
+    Examples:
+
+    >>> import numpy as np, keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    >>> with LayerProbe({"d": model.layers[0]}) as probe:
+    ...     _ = model(np.ones((4, 3), "float32"))
+    >>> probe.records["d"].outputs[0].shape
+    TensorShape([4, 2])
+    """
+
+    def __init__(
+        self,
+        layers: Mapping[str, keras.layers.Layer],
+        *,
+        pre_activations: bool = True,
+        watch: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self._layers = dict(layers)
+        self._pre_activations = pre_activations
+        self._watch = watch
+        self._undo: list[Callable[[], None]] = []
+        self.records: dict[str, ProbeRecord] = {}
+
+    def __enter__(self) -> "LayerProbe":
+        self.records = {}
+        try:
+            for path, layer in self._layers.items():
+                self._install(path, layer)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._restore()
+
+    # -- installation --------------------------------------------------------------
+
+    def _install(self, path: str, layer: keras.layers.Layer) -> None:
+        record = ProbeRecord(path=path, layer=layer)
+        state = {"in_first_call": False}
+        original_call = layer.call
+        had_own_call = "call" in vars(layer)
+
+        def recording_call(*args: Any, **kwargs: Any) -> Any:
+            record.call_count += 1
+            first = record.call_count == 1
+            if first:
+                state["in_first_call"] = True
+            try:
+                outputs = original_call(*args, **kwargs)
+            finally:
+                if first:
+                    state["in_first_call"] = False
+            if first:
+                flat = tuple(t for t in keras.tree.flatten(outputs) if t is not None)
+                if self._watch is not None:
+                    for tensor in flat:
+                        self._watch(tensor)
+                record.outputs = flat
+                self.records[path] = record
+            return outputs
+
+        # Keep the wrapper looking like the original to code that inspects signatures.
+        try:
+            signature = inspect.signature(original_call)
+            recording_call.__signature__ = signature  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            pass
+        object.__setattr__(layer, "call", recording_call)
+
+        def undo_call() -> None:
+            if had_own_call:
+                object.__setattr__(layer, "call", original_call)
+            else:
+                object.__delattr__(layer, "call")
+
+        self._undo.append(undo_call)
+
+        if self._pre_activations and _has_swappable_activation(layer):
+            original_activation = layer.activation
+
+            def recording_activation(inputs: Any, *args: Any, **kwargs: Any) -> Any:
+                if state["in_first_call"] and record.pre_activations is None:
+                    record.pre_activations = tuple(keras.tree.flatten(inputs))
+                return original_activation(inputs, *args, **kwargs)
+
+            object.__setattr__(layer, "activation", recording_activation)
+            self._undo.append(
+                lambda: object.__setattr__(layer, "activation", original_activation)
+            )
+
+    def _restore(self) -> None:
+        while self._undo:
+            undo = self._undo.pop()
+            undo()
+
+
+# --------------------------------------------------------------------------------------
+# Leaving the model as it was found
+# --------------------------------------------------------------------------------------
+
+
+class StateGuard:
+    """Snapshot a model's mutable non-weight state and restore what changed.
+
+    Covers non-trainable variables (batch-norm moving statistics, RNN states,
+    seed-generator states) and metric variables (a compiled loss may update its trackers).
+    Variables that did not change are not written back.
+    """
+
+    def __init__(self, model: keras.layers.Layer) -> None:
+        self._model = model
+        self._saved: list[tuple[Any, np.ndarray]] = []
+
+    def __enter__(self) -> "StateGuard":
+        variables = list(self._model.non_trainable_variables)
+        variables += list(getattr(self._model, "metrics_variables", []))
+        seen: set[int] = set()
+        self._saved = []
+        for variable in variables:
+            if id(variable) in seen:
+                continue
+            seen.add(id(variable))
+            self._saved.append((variable, np.array(variable.numpy(), copy=True)))
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for variable, value in self._saved:
+            current = variable.numpy()
+            if current.shape != value.shape or not np.array_equal(current, value, equal_nan=True):
+                variable.assign(value)
+        self._saved = []
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return None
+    return tuple(None if dim is None else int(dim) for dim in shape)
+
+
+def check_inputs(model: keras.layers.Layer | None, x: Any, *, argument: str = "x") -> None:
+    """Raise a clear ``ValueError`` when ``x`` is empty or does not fit the model's inputs.
+
+    Shapes are checked against ``model.inputs`` where the model has them (Sequential and
+    Functional models); subclassed models are checked by running them. With
+    ``model=None`` only the batch itself is checked (arrays, at least one sample).
+    """
+    flat = keras.tree.flatten(x)
+    if not flat:
+        raise ValueError(f"`{argument}` holds no arrays. Received: {argument}={x!r}")
+    for value in flat:
+        shape = _shape_of(value)
+        if shape is None or len(shape) == 0:
+            raise ValueError(
+                f"`{argument}` must be an array (or a structure of arrays) with a batch "
+                f"dimension. Received: {argument} of type {type(value).__name__}"
+            )
+        if shape[0] == 0:
+            raise ValueError(
+                f"`{argument}` is an empty batch (0 samples). "
+                f"Received: {argument} with shape {shape}"
+            )
+    if model is None:
+        return
+    try:
+        inputs = list(model.inputs) if isinstance(model, keras.Model) else []
+    except (AttributeError, ValueError):
+        inputs = []
+    if not inputs or isinstance(x, dict) or len(inputs) != len(flat):
+        return
+    for expected, value in zip(inputs, flat):
+        expected_shape = tuple(expected.shape)
+        shape = _shape_of(value)
+        fits = len(shape) == len(expected_shape) and all(
+            want is None or want == got for want, got in zip(expected_shape, shape)
+        )
+        if not fits:
+            raise ValueError(
+                f"`{argument}` does not fit the model's input: expected shape "
+                f"{expected_shape} (None = any size). Received: {argument} with shape {shape}"
+            )
+
+
+def batch_size(x: Any) -> int:
+    """Number of samples in ``x`` (the leading dimension of its first array)."""
+    return int(_shape_of(keras.tree.flatten(x)[0])[0])
+
+
+def to_float32(value: Any) -> np.ndarray:
+    """A backend tensor or array as a float32 NumPy array."""
+    if not isinstance(value, np.ndarray):
+        value = keras.ops.convert_to_numpy(value)
+    return np.asarray(value, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# One call that does it all
+# --------------------------------------------------------------------------------------
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_MAX_REASON_LENGTH = 400
+
+
+def _error_summary(error: Exception) -> str:
+    """The informative part of an error message, without Keras's call-context wrapper."""
+    lines = []
+    for line in _ANSI_ESCAPE.sub("", str(error)).splitlines():
+        line = line.strip()
+        if not line or line.startswith(("Exception encountered when calling",
+                                        "Arguments received by", "\u2022")):
+            continue
+        lines.append(line)
+    summary = " ".join(lines) or type(error).__name__
+    if len(summary) > _MAX_REASON_LENGTH:
+        summary = summary[: _MAX_REASON_LENGTH - 3] + "..."
+    return summary
+
+
+def _forward(model: keras.layers.Layer, x: Any, training: bool) -> Any:
+    """Run ``model`` eagerly; turn a deep backend error into a short ``ValueError``."""
+    try:
+        return model(x, training=training)
+    except Exception as error:  # noqa: BLE001 - re-raised with a readable message
+        shapes = [_shape_of(value) for value in keras.tree.flatten(x)]
+        summary = _error_summary(error)
+        raise ValueError(
+            f"The model could not run on the probe batch: {type(error).__name__}: {summary}. "
+            f"Received: x with shape(s) {shapes if len(shapes) > 1 else shapes[0]}"
+        ) from None
+
+
+def run_probe(
+    model: keras.layers.Layer,
+    x: Any,
+    layers: LayerSelection | Mapping[str, keras.layers.Layer] = None,
+    *,
+    training: bool = False,
+    pre_activations: bool = True,
+    y: Any = None,
+    gradients: bool = False,
+    loss: Any = None,
+) -> dict[str, ProbeRecord]:
+    """Run ``model`` once on ``x`` and return what each monitored layer produced.
+
+    The reusable entry point of the probe (used by ``activation_statistics``, the
+    ``ActivationStatistics`` callback and LSUV). Checks ``x``, builds an unbuilt model with
+    one plain call, runs one eager forward pass with every monitored layer wrapped (see the
+    module docstring for the conventions), restores the model, and converts everything to
+    float32 NumPy.
+
+    Args:
+        model: A Keras model: Sequential, Functional, subclassed, nested.
+        x: The probe batch: an array, or a list/dict of arrays for multi-input models.
+        layers: A ``layers=`` selection (see :func:`select_layers`) or an already resolved
+            mapping from path to layer.
+        training: Run in training mode (dropout active, batch-norm in batch mode). The
+            default is inference mode; either way the model's state is restored after.
+        pre_activations: Record the inputs of fused activations.
+        y: Targets, needed with ``gradients=True``.
+        gradients: Also compute ``d loss / d output`` per layer and ``d loss / d kernel``
+            (TensorFlow backend; see ``keras_inits._tf_gradients``).
+        loss: A loss (name, function or ``keras.losses.Loss``) to use instead of the
+            model's compiled loss for gradients.
+
+    Returns:
+        A dict from path to :class:`ProbeRecord`, shallow to deep. Selected layers that did
+        not run during the pass are absent.
+
+    Raises:
+        ValueError: bad ``x`` (empty, wrong shape), unknown layer names, nothing to
+            monitor, or ``gradients=True`` without ``y`` or a loss.
+
+    Examples:
+
+    >>> import numpy as np, keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    >>> run_probe(model, np.ones((4, 3), "float32"))["d"].outputs[0].dtype
+    dtype('float32')
+    """
+    check_inputs(model, x)
+    if gradients and y is None:
+        raise ValueError("`gradients=True` needs targets `y`. Received: y=None")
+    if not model.built:
+        _forward(model, x, training=False)
+    if isinstance(layers, Mapping):
+        selected = dict(layers)
+    else:
+        selected = select_layers(model, layers)
+
+    with StateGuard(model):
+        if gradients:
+            from keras_inits import _tf_gradients
+
+            records = _tf_gradients.probe_with_gradients(
+                model, x, y, selected, loss=loss, training=training,
+                pre_activations=pre_activations, forward=_forward,
+            )
+        else:
+            with LayerProbe(selected, pre_activations=pre_activations) as probe:
+                _forward(model, x, training)
+            records = probe.records
+
+    missing = [path for path in selected if path not in records]
+    if missing and layers is not None:
+        warnings.warn(
+            f"Selected layers did not run during the probe pass and are left out: {missing}",
+            stacklevel=2,
+        )
+    for record in records.values():
+        record.outputs = tuple(to_float32(tensor) for tensor in record.outputs)
+        if record.pre_activations is not None:
+            record.pre_activations = tuple(to_float32(t) for t in record.pre_activations)
+    return records

@@ -1,0 +1,471 @@
+"""Per-layer activation (and gradient) statistics of a model on a probe batch.
+
+An initializer is only as good as what it does to the signal: the He and Xavier derivations
+keep the variance of pre-activations at 1 from layer to layer, and a poor choice shows as a
+std that shrinks or explodes with depth, as saturated or dead units, or as every input being
+mapped to the same vector. :func:`activation_statistics` measures all of these in one eager
+probe pass (see ``keras_inits._probe``) and returns one :class:`LayerStatistics` per layer,
+shallow to deep.
+
+Definitions, per monitored layer, over the layer's output on the batch (``n`` samples):
+
+* ``mean``, ``std`` (population std, ``ddof=0``), ``min``, ``max``: over the finite values.
+  ``nan`` when there is none. ``nonfinite_count`` counts NaN and +-inf values.
+* ``pre_std``: the std of the input of the layer's fused activation (``Dense``, ``Conv*``,
+  ``EinsumDense`` built with ``activation=``, and ``Activation`` layers); equal to ``std``
+  for layers without a non-linear ``activation`` attribute (``ReLU()``, ``Dense`` without
+  one...). This is the quantity the He/Xavier derivation keeps at 1.
+* ``std_ratio``: ``std`` divided by the ``std`` of the previous monitored layer (the first
+  layer: by the std of the finite values of ``x``). ``inf`` or ``nan`` if that std is 0.
+* ``zero_fraction``: share of all values that are exactly 0.
+* ``dead_fraction``: share of units that are exactly 0 for every sample. A unit is an entry
+  of the last (channels) axis: a Dense neuron, or a convolution channel, dead when it is 0 at
+  every sample *and* every position.
+* ``saturation_fraction``: share of the finite values within :data:`SATURATION_MARGIN` of a
+  bound of the layer's activation: ``tanh``, ``softsign``, ``hard_tanh``: ``|a| >= 0.99``;
+  ``sigmoid``, ``hard_sigmoid``, ``sparse_sigmoid``: ``a <= 0.01`` or ``a >= 0.99``;
+  ``relu6``: ``a >= 5.99``; ``ReLU(max_value=m)`` layers: ``a >= m - 0.01``. ``None`` for
+  activations without a finite bound (and for ``softmax``, which is not element-wise).
+* ``cosine``: mean cosine similarity over all pairs of distinct samples of their flattened
+  outputs; 1.0 means every input is mapped to the same direction. Zero vectors: two zero
+  vectors count as identical (1.0), a zero and a non-zero vector as orthogonal (0.0), so an
+  all-zero output reads 1.0 (every input collapsed to the same vector). Non-finite entries
+  count as 0. ``None`` for a batch of one sample. Computed in O(n·d) from the sum of the
+  normalized rows, not from the n×n Gram matrix.
+* ``histogram``: :data:`HISTOGRAM_BUCKETS` equal-width buckets over the finite values.
+* ``grad_std`` (``gradients=True``): std of ``d loss / d output``; ``kernel_grad_std``: std
+  of ``d loss / d kernel`` over all the layer's kernel variables (``None`` without a kernel).
+
+A layer with several outputs is measured on all of them, concatenated per sample; a layer
+called more than once on its first call. Values are taken in float32 whatever the layer's
+dtype policy (``mixed_float16`` included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence, Union
+
+import keras
+import numpy as np
+
+from keras_inits import _probe
+from keras_inits._probe import LayerSelection
+
+#: Distance to an activation's bound within which a value counts as saturated.
+SATURATION_MARGIN = 0.01
+#: Number of equal-width histogram buckets.
+HISTOGRAM_BUCKETS = 30
+
+#: Activations bounded on both sides or above, by name: (lower, upper); None = unbounded.
+_ACTIVATION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+    "hard_tanh": (-1.0, 1.0),
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "sparse_sigmoid": (0.0, 1.0),
+    "relu6": (None, 6.0),
+}
+
+#: Names of the scalar statistics, in the order they are reported.
+ACTIVATION_SCALARS: tuple[str, ...] = (
+    "mean",
+    "std",
+    "min",
+    "max",
+    "nonfinite_count",
+    "pre_std",
+    "std_ratio",
+    "zero_fraction",
+    "dead_fraction",
+    "saturation_fraction",
+    "cosine",
+)
+GRADIENT_SCALARS: tuple[str, ...] = ("grad_std", "kernel_grad_std")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Histogram:
+    """Equal-width histogram of a layer's finite output values.
+
+    Attributes:
+        edges: ``buckets + 1`` bucket edges (float64, ascending).
+        counts: ``buckets`` counts (int64); the last bucket includes its right edge.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+
+    def as_dict(self) -> dict[str, list]:
+        """Edges and counts as plain lists."""
+        return {"edges": self.edges.tolist(), "counts": self.counts.tolist()}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStatistics:
+    """Statistics of one layer's output on a probe batch (see the module docstring).
+
+    Attributes:
+        path: The layer's path relative to the model (``"inner/dense_3"``).
+        layer_class: The layer's class name (``"Dense"``).
+        mean: Mean of the finite output values.
+        std: Population std of the finite output values.
+        min: Smallest finite value.
+        max: Largest finite value.
+        nonfinite_count: Number of NaN and infinite values.
+        pre_std: Std before the fused activation (``std`` for layers without one).
+        std_ratio: ``std`` over the previous monitored layer's ``std`` (first: over ``x``'s).
+        zero_fraction: Share of values exactly 0.
+        dead_fraction: Share of units (last axis) that are 0 for every sample.
+        saturation_fraction: Share of values near a bound of the activation, or ``None``.
+        cosine: Mean pairwise cosine similarity between samples, or ``None`` (1 sample).
+        histogram: Histogram of the finite values.
+        grad_std: Std of ``d loss / d output`` (only with ``gradients=True``).
+        kernel_grad_std: Std of ``d loss / d kernel`` (``gradients=True``, layers with a
+            kernel).
+        num_values: Number of values measured (all outputs, all samples).
+
+    Examples:
+
+    >>> import numpy as np, keras
+    >>> from keras_inits import activation_statistics
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    >>> stats = activation_statistics(model, np.ones((8, 4), "float32"))
+    >>> sorted(stats["d"].scalars())[:3]
+    ['cosine', 'dead_fraction', 'max']
+    """
+
+    path: str
+    layer_class: str
+    mean: float
+    std: float
+    min: float
+    max: float
+    nonfinite_count: int
+    pre_std: float
+    std_ratio: float
+    zero_fraction: float
+    dead_fraction: float
+    saturation_fraction: float | None
+    cosine: float | None
+    histogram: Histogram
+    grad_std: float | None = None
+    kernel_grad_std: float | None = None
+    num_values: int = 0
+
+    def scalars(self) -> dict[str, float]:
+        """The scalar statistics that have a value, by name (``None`` ones left out).
+
+        Activation statistics come in the order of ``ACTIVATION_SCALARS``, then
+        ``grad_std`` and ``kernel_grad_std`` when computed.
+        """
+        values: dict[str, float] = {}
+        for name in ACTIVATION_SCALARS + GRADIENT_SCALARS:
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = float(value)
+        return values
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field as plain Python values (the histogram as lists)."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            values[field.name] = value.as_dict() if isinstance(value, Histogram) else value
+        return values
+
+
+# --------------------------------------------------------------------------------------
+# Bounds of activations
+# --------------------------------------------------------------------------------------
+
+
+def saturation_bounds(layer: keras.layers.Layer) -> tuple[float | None, float | None] | None:
+    """``(lower, upper)`` bounds of a layer's activation, or ``None`` if it has none.
+
+    Recognizes the layer's ``activation`` attribute by name (``tanh``, ``sigmoid``,
+    ``relu6``...) and ``ReLU`` layers with a ``max_value``.
+
+    Examples:
+
+    >>> import keras
+    >>> saturation_bounds(keras.layers.Dense(2, activation="tanh"))
+    (-1.0, 1.0)
+    >>> saturation_bounds(keras.layers.ReLU(max_value=6.0))
+    (None, 6.0)
+    >>> saturation_bounds(keras.layers.Dense(2, activation="relu")) is None
+    True
+    """
+    if isinstance(layer, keras.layers.ReLU):
+        max_value = getattr(layer, "max_value", None)
+        if max_value is None:
+            return None
+        return (None, float(max_value))
+    if isinstance(layer, _probe.LEAF_LAYER_TYPES):
+        return None
+    function = vars(layer).get("activation")
+    name = getattr(function, "__name__", None)
+    return _ACTIVATION_BOUNDS.get(name) if name else None
+
+
+# --------------------------------------------------------------------------------------
+# The numbers
+# --------------------------------------------------------------------------------------
+
+
+def _per_sample(arrays: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """All outputs as one ``(n, d)`` matrix (a view when there is a single output)."""
+    rows = [array.reshape(n, -1) for array in arrays if array.ndim >= 1 and array.shape[0] == n]
+    if not rows:
+        rows = [np.concatenate([array.reshape(-1) for array in arrays]).reshape(1, -1)]
+    return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
+
+
+def _finite_values(matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    flat = matrix.reshape(-1)
+    finite = np.isfinite(flat)
+    nonfinite = int(flat.size - np.count_nonzero(finite))
+    return (flat if nonfinite == 0 else flat[finite]), nonfinite
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(dtype=np.float64)) if values.size else math.nan
+
+
+def _finite_std(arrays: Sequence[np.ndarray]) -> float:
+    flat = np.concatenate([array.reshape(-1) for array in arrays]) if len(arrays) > 1 else (
+        arrays[0].reshape(-1)
+    )
+    finite = np.isfinite(flat)
+    return _std(flat if finite.all() else flat[finite])
+
+
+def _dead_fraction(arrays: Sequence[np.ndarray]) -> float:
+    units = 0
+    dead = 0
+    for array in arrays:
+        if array.ndim == 0 or array.size == 0:
+            continue
+        channels = array.shape[-1] if array.ndim >= 2 else 1
+        alive = np.any(array.reshape(-1, channels) != 0, axis=0)
+        units += channels
+        dead += int(channels - np.count_nonzero(alive))
+    return dead / units if units else math.nan
+
+
+def mean_pairwise_cosine(matrix: np.ndarray) -> float | None:
+    """Mean cosine similarity over all ordered pairs of distinct rows of ``matrix``.
+
+    Zero rows: cos(0, 0) = 1 and cos(0, v) = 0 for v != 0. Non-finite entries count as 0.
+    ``None`` for fewer than two rows. O(n·d): with unit rows ``u_i``, the sum over all
+    pairs ``i != j`` of ``u_i·u_j`` is ``|sum u_i|^2 - sum |u_i|^2``.
+
+    Examples:
+
+    >>> mean_pairwise_cosine(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]]))
+    0.3333333333333333
+    """
+    n = matrix.shape[0]
+    if n < 2:
+        return None
+    rows = matrix if np.issubdtype(matrix.dtype, np.floating) else matrix.astype(np.float64)
+    finite = np.isfinite(rows)
+    if not finite.all():
+        rows = np.where(finite, rows, 0.0)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    nonzero = norms > 0
+    count_nonzero = int(np.count_nonzero(nonzero))
+    count_zero = n - count_nonzero
+    total = float(count_zero * (count_zero - 1))
+    if count_nonzero:
+        scale = (1.0 / norms[nonzero]).astype(rows.dtype)
+        unit_sum = (rows[nonzero] * scale[:, None]).sum(axis=0, dtype=np.float64)
+        total += float(unit_sum @ unit_sum) - count_nonzero
+    return float(min(1.0, max(-1.0, total / (n * (n - 1)))))
+
+
+def _histogram(values: np.ndarray, low: float, high: float) -> Histogram:
+    if values.size == 0:
+        edges = np.zeros(HISTOGRAM_BUCKETS + 1)
+        counts = np.zeros(HISTOGRAM_BUCKETS, dtype=np.int64)
+    elif high > low:
+        # np.histogram's equal-width rule (last bucket closed), without its float64 copies.
+        edges = np.linspace(low, high, HISTOGRAM_BUCKETS + 1)
+        scale = np.float32(HISTOGRAM_BUCKETS / (high - low))
+        index = ((values - np.float32(low)) * scale).astype(np.intp)
+        np.clip(index, 0, HISTOGRAM_BUCKETS - 1, out=index)
+        counts = np.bincount(index, minlength=HISTOGRAM_BUCKETS).astype(np.int64)
+    else:  # a single value: one bucket around it, as np.histogram does
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS, range=(low - 0.5, high + 0.5))
+        counts = counts.astype(np.int64)
+    edges.setflags(write=False)
+    counts.setflags(write=False)
+    return Histogram(edges=edges, counts=counts)
+
+
+_Bounds = tuple[Union[float, None], Union[float, None]]
+
+
+def _saturation(values: np.ndarray, bounds: _Bounds | None) -> float | None:
+    if bounds is None:
+        return None
+    if values.size == 0:
+        return math.nan
+    lower, upper = bounds
+    saturated = np.zeros(values.shape, dtype=bool)
+    if lower is not None:
+        saturated |= values <= lower + SATURATION_MARGIN
+    if upper is not None:
+        saturated |= values >= upper - SATURATION_MARGIN
+    return float(np.count_nonzero(saturated) / values.size)
+
+
+def _gradient_std(arrays: Sequence[np.ndarray] | None) -> float | None:
+    if not arrays:
+        return None
+    return _finite_std(arrays)
+
+
+def layer_statistics(
+    record: _probe.ProbeRecord, *, previous_std: float
+) -> LayerStatistics:
+    """Statistics of one probe record (float32 NumPy outputs, as from ``run_probe``).
+
+    Args:
+        record: The layer's probe record.
+        previous_std: The std that ``std_ratio`` divides by.
+
+    Returns:
+        The layer's :class:`LayerStatistics`.
+    """
+    arrays = [np.asarray(array, dtype=np.float32) for array in record.outputs]
+    n = arrays[0].shape[0] if arrays and arrays[0].ndim else 1
+    matrix = _per_sample(arrays, n)
+    values, nonfinite = _finite_values(matrix)
+    if values.size:
+        low = float(values.min())
+        high = float(values.max())
+        mean = float(values.mean(dtype=np.float64))
+    else:
+        low = high = mean = math.nan
+    std = _std(values)
+    pre_std = _finite_std(record.pre_activations) if record.pre_activations else std
+    with np.errstate(divide="ignore", invalid="ignore"):
+        std_ratio = float(np.float64(std) / np.float64(previous_std))
+    layer = record.layer
+    return LayerStatistics(
+        path=record.path,
+        layer_class=type(layer).__name__,
+        mean=mean,
+        std=std,
+        min=low,
+        max=high,
+        nonfinite_count=nonfinite,
+        pre_std=pre_std,
+        std_ratio=std_ratio,
+        zero_fraction=float(matrix.size - np.count_nonzero(matrix)) / matrix.size
+        if matrix.size
+        else math.nan,
+        dead_fraction=_dead_fraction(arrays),
+        saturation_fraction=_saturation(values, saturation_bounds(layer)),
+        cosine=mean_pairwise_cosine(matrix),
+        histogram=_histogram(values, low, high),
+        grad_std=_gradient_std(record.output_gradients),
+        kernel_grad_std=_gradient_std(record.kernel_gradients),
+        num_values=int(matrix.size),
+    )
+
+
+def statistics_from_records(
+    records: Mapping[str, _probe.ProbeRecord], x: Any
+) -> dict[str, LayerStatistics]:
+    """Turn probe records (shallow to deep) into statistics, chaining ``std_ratio``."""
+    input_arrays = [np.asarray(keras.ops.convert_to_numpy(a), dtype=np.float32)
+                    for a in keras.tree.flatten(x)]
+    previous_std = _finite_std(input_arrays)
+    statistics: dict[str, LayerStatistics] = {}
+    for path, record in records.items():
+        if not record.outputs:  # a layer that returned no tensor: nothing to measure
+            continue
+        layer_stats = layer_statistics(record, previous_std=previous_std)
+        statistics[path] = layer_stats
+        previous_std = layer_stats.std
+    return statistics
+
+
+def activation_statistics(
+    model: keras.Model,
+    x: Any,
+    *,
+    layers: LayerSelection = None,
+    y: Any = None,
+    gradients: bool = False,
+    training: bool = False,
+    loss: Any = None,
+) -> dict[str, LayerStatistics]:
+    """Measure every monitored layer of ``model`` on the batch ``x``.
+
+    Runs one eager probe pass (``layer.call`` wrapped on each monitored instance, fused
+    activations swapped to record pre-activations, all restored afterwards) and computes
+    the statistics defined in this module's docstring. The model is left exactly as it
+    was: no weight, optimizer, metric, batch-norm or RNG state changes, also with
+    ``training=True``.
+
+    Args:
+        model: A Sequential, Functional, nested or subclassed Keras model. An unbuilt
+            subclassed model is built by one plain call on ``x`` first.
+        x: The probe batch (e.g. 256 samples): an array, or a list/dict of arrays for a
+            multi-input model.
+        layers: Which layers to measure: ``None`` (every layer that owns a kernel plus
+            standalone activation layers such as ``Activation``, ``ReLU``, ``LeakyReLU``,
+            ``ELU``, ``PReLU``, ``Softmax``), a path or list of paths (``"inner/dense_3"``),
+            layer classes, or a predicate ``layer -> bool``.
+        y: Targets for ``x``; needed with ``gradients=True``.
+        gradients: Also measure ``grad_std`` and ``kernel_grad_std`` (TensorFlow backend).
+        training: Run the probe in training mode (dropout on, batch-norm on batch
+            statistics). Default: inference mode.
+        loss: Loss for the gradients instead of the model's compiled loss (a name, a
+            function or a ``keras.losses.Loss``).
+
+    Returns:
+        A dict from layer path to :class:`LayerStatistics`, shallow to deep (in the order
+        the layers produced their outputs). Paths are relative to ``model`` and double as
+        TensorBoard tags.
+
+    Raises:
+        ValueError: if ``x`` is empty or does not fit the model (the message names the
+            expected shape), a name in ``layers`` is unknown (the message lists the
+            available ones), nothing is left to monitor, or ``gradients=True`` comes
+            without ``y`` or without a loss.
+
+    Examples:
+
+    >>> import numpy as np, keras
+    >>> import keras_inits
+    >>> model = keras.Sequential([
+    ...     keras.Input((64,)),
+    ...     keras.layers.Dense(64, activation="tanh", name="hidden"),
+    ...     keras.layers.Dense(1, name="out"),
+    ... ])
+    >>> x = np.random.default_rng(0).normal(size=(256, 64)).astype("float32")
+    >>> stats = keras_inits.activation_statistics(model, x)
+    >>> list(stats)
+    ['hidden', 'out']
+    >>> stats["hidden"].pre_std > stats["hidden"].std  # tanh squashes
+    True
+    >>> stats["hidden"].scalars()["saturation_fraction"] >= 0.0
+    True
+    """
+    if gradients and y is None:
+        raise ValueError("`gradients=True` needs targets. Received: y=None")
+    records = _probe.run_probe(
+        model, x, layers, training=training, y=y, gradients=gradients, loss=loss
+    )
+    if not records:
+        raise ValueError(
+            "None of the selected layers ran during the probe pass. "
+            f"Received: layers={layers!r}"
+        )
+    return statistics_from_records(records, x)

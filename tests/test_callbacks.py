@@ -1,0 +1,339 @@
+"""Tests of keras_inits.ActivationStatistics, read back with TensorFlow's event reader."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import keras_inits
+from keras_inits.stats import ACTIVATION_SCALARS
+
+from _stats_helpers import batch, mlp, read_run, scalar_series, weights_of
+
+
+class BatchCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+        self.epochs = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+
+
+def compiled_mlp(**kwargs):
+    model = mlp(**kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    return model
+
+
+# --------------------------------------------------------------------------------------
+# Steps, values and tags, read back from disk
+# --------------------------------------------------------------------------------------
+
+
+def test_steps_values_tags_and_layout(tmp_path):
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    model = compiled_mlp()
+    x, y = batch(256)
+    probe_x, probe_y = x[:64], y[:64]
+    before_fit = keras_inits.activation_statistics(model, probe_x, y=probe_y, gradients=True)
+    callback = keras_inits.ActivationStatistics(tmp_path, (probe_x, probe_y), gradients=True)
+    keras_board = keras.callbacks.TensorBoard(tmp_path, update_freq=1)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[keras_board, callback], verbose=0)
+    after_first_fit = keras_inits.activation_statistics(model, probe_x, y=probe_y, gradients=True)
+    model.fit(x, y, batch_size=64, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+
+    run = read_run(tmp_path / "activations")
+    std = scalar_series(run, "activations/dense_0/std")
+    assert [step for step, _ in std] == [0, 4, 8, 12]  # no duplicate step 8 at the 2nd fit
+    assert std[0][1] == pytest.approx(before_fit["dense_0"].std, rel=1e-6)
+    assert std[2][1] == pytest.approx(after_first_fit["dense_0"].std, rel=1e-6)
+    for name, value in before_fit["dense_1"].scalars().items():
+        prefix = "gradients" if name in ("grad_std", "kernel_grad_std") else "activations"
+        written = scalar_series(run, f"{prefix}/dense_1/{name}")[0]
+        assert written == (0, pytest.approx(value, rel=1e-6, abs=1e-12)), name
+
+    # Our epoch-end steps are steps of Keras's own batch-level TensorBoard summaries.
+    keras_steps = {step for step, _ in read_run(tmp_path / "train")["batch_loss"]}
+    assert {4, 8} <= keras_steps
+
+    expected_tags = {f"activations/{layer}/{name}" for layer in ("dense_0", "dense_1", "out")
+                     for name in ACTIVATION_SCALARS if name != "saturation_fraction"}
+    expected_tags |= {"activations/dense_0/saturation_fraction",
+                      "activations/dense_1/saturation_fraction"}
+    expected_tags |= {f"gradients/{layer}/{name}" for layer in ("dense_0", "dense_1", "out")
+                      for name in ("grad_std", "kernel_grad_std")}
+    expected_tags |= {"activations/dense_0", "activations/dense_1", "activations/out",
+                      "activations/depth_profile", "custom_scalars__config__"}
+    assert set(run) == expected_tags
+
+    histogram = run["activations/dense_0"][0][1]
+    assert histogram.shape == (30, 3)
+    assert histogram[:, 2].sum() == 64 * 16
+    np.testing.assert_allclose(histogram[:, 2], before_fit["dense_0"].histogram.counts)
+
+    images = run["activations/depth_profile"]
+    assert [step for step, _ in images] == [0, 4, 8, 12]
+    width, height, png = images[0][1]
+    assert png.startswith(b"\x89PNG") and int(width) > 100 and int(height) > 100
+
+    (layout_entry,) = run["custom_scalars__config__"]
+    layout = layout_pb2.Layout.FromString(layout_entry[1].item())
+    titles = [category.title for category in layout.category]
+    assert titles == ["activations (by layer)", "gradients (by layer)"]
+    charts = {chart.title: chart.multiline.tag[0] for chart in layout.category[0].chart}
+    assert list(charts) == list(ACTIVATION_SCALARS)
+    std_tags = {tag for tag in run if re.match(charts["std"], tag)}
+    assert std_tags == {"activations/dense_0/std", "activations/dense_1/std", "activations/out/std"}
+
+
+def test_freq_in_steps_and_one_image_per_epoch(tmp_path):
+    model = compiled_mlp(widths=(8,))
+    x, y = batch(256)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], freq=3, histograms=False)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 3, 6]
+    # Train begin (epoch 0) and the first write of epoch 2; never two in one epoch.
+    assert [step for step, _ in run["activations/depth_profile"]] == [0, 6]
+    assert "activations/dense_0" not in run  # histograms=False
+
+
+def test_freq_in_steps_with_steps_per_execution(tmp_path):
+    model = mlp(widths=(8,))
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
+    x, y = batch(256)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], freq=3, images=False,
+                                                histograms=False)
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    # Batch ends arrive at steps 2, 4, 6, 8: a write each time a multiple of 3 was crossed.
+    assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 4, 6]
+
+
+def test_freq_epoch_keeps_async_batch_dispatch():
+    from keras.src.utils import python_utils
+
+    x, _ = batch(8)
+    assert python_utils.is_default(
+        keras_inits.ActivationStatistics("unused", x).on_train_batch_end
+    )
+    assert not python_utils.is_default(
+        keras_inits.ActivationStatistics("unused", x, freq=2).on_train_batch_end
+    )
+
+
+def test_nested_model_tags(tmp_path):
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="dense_3")],
+                             name="inner")
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(1, name="head")(inner(keras.layers.Dense(8, name="stem")(inputs)))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = batch(64)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:16], images=False)
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    assert "activations/inner/dense_3/std" in run
+    assert "activations/inner/dense_3" in run
+
+
+# --------------------------------------------------------------------------------------
+# Training is untouched
+# --------------------------------------------------------------------------------------
+
+
+def _train(tmp_path, with_callback):
+    keras.utils.set_random_seed(7)
+    model = compiled_mlp(dropout=0.3)
+    x, y = batch(192)
+    callbacks = []
+    if with_callback:
+        callbacks.append(keras_inits.ActivationStatistics(
+            tmp_path, (x[:32], y[:32]), freq=2, gradients=True, images=False))
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=True, callbacks=callbacks, verbose=0)
+    return weights_of(model)
+
+
+def test_same_seed_same_final_weights_with_and_without_callback(tmp_path):
+    without = _train(tmp_path, with_callback=False)
+    with_callback = _train(tmp_path, with_callback=True)
+    assert len(without) == len(with_callback)
+    for a, b in zip(without, with_callback):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------------------
+# Failures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freq", [0, -2, "weekly", 1.5, True, None])
+def test_bad_freq_rejected_at_construction(freq):
+    x, _ = batch(8)
+    with pytest.raises(ValueError, match=rf"Received: freq={freq!r}".replace("(", r"\(")):
+        keras_inits.ActivationStatistics("logs", x, freq=freq)
+
+
+def test_gradients_without_targets_rejected_at_construction():
+    x, _ = batch(8)
+    with pytest.raises(ValueError, match="gradients=True"):
+        keras_inits.ActivationStatistics("logs", x, gradients=True)
+
+
+def test_dataset_as_data_rejected_at_construction():
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((4, 6), "float32")).batch(2)
+    with pytest.raises(ValueError, match="Received: data of type"):
+        keras_inits.ActivationStatistics("logs", dataset)
+
+
+def test_empty_batch_rejected_at_construction():
+    with pytest.raises(ValueError, match=r"empty batch.*Received: data with shape \(0, 6\)"):
+        keras_inits.ActivationStatistics("logs", np.zeros((0, 6), "float32"))
+
+
+def _fit_expecting(tmp_path, callback, error, match, model=None):
+    model = model or compiled_mlp()
+    x, y = batch(64)
+    counter = BatchCounter()
+    with pytest.raises(error, match=match):
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback, counter], verbose=0)
+    assert counter.batches == 0
+
+
+def test_data_that_does_not_fit_fails_at_train_begin(tmp_path):
+    callback = keras_inits.ActivationStatistics(tmp_path, np.zeros((8, 5), "float32"))
+    _fit_expecting(tmp_path, callback, ValueError,
+                   r"expected shape \(None, 6\).*Received: data with shape \(8, 5\)")
+
+
+def test_unknown_layer_fails_at_train_begin_listing_names(tmp_path):
+    x, _ = batch(8)
+    callback = keras_inits.ActivationStatistics(tmp_path, x, layers=["nope"])
+    _fit_expecting(tmp_path, callback, ValueError,
+                   r"Unknown layer 'nope'. Available layers: \['dense_0', 'dense_1', 'out'\]")
+
+
+def test_model_with_nothing_to_monitor_fails_at_train_begin(tmp_path):
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dropout(0.1),
+                              keras.layers.Lambda(lambda t: t[:, :1])])
+    model.compile(optimizer="sgd", loss="mse")
+    x, _ = batch(8)
+    callback = keras_inits.ActivationStatistics(tmp_path, x)
+    _fit_expecting(tmp_path, callback, ValueError, "no layer to monitor", model=model)
+
+
+def test_log_dir_that_cannot_be_created_fails_at_train_begin(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    x, _ = batch(8)
+    callback = keras_inits.ActivationStatistics(blocker / "logs", x)
+    _fit_expecting(tmp_path, callback, OSError, "Cannot create the TensorBoard run directory")
+
+
+def test_failing_writes_warn_and_training_goes_on(tmp_path):
+    model = compiled_mlp()
+    x, y = batch(64)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:16])
+    counter = BatchCounter()
+
+    class Full(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                def fail(*args, **kwargs):
+                    raise OSError(28, "No space left on device")
+
+                callback._writer.write = fail
+                callback._writer.flush = fail
+
+    with pytest.warns(RuntimeWarning, match="could not write step .*No space left"):
+        history = model.fit(x, y, batch_size=32, epochs=3, callbacks=[callback, Full(), counter],
+                            verbose=0)
+    assert len(history.history["loss"]) == 3
+    assert counter.epochs == 3 and counter.batches == 6
+    assert callback._last_written_step == 2  # step 0 and the end of epoch 1 made it
+
+
+def test_nonfinite_activations_are_logged_not_raised(tmp_path, caplog):
+    model = compiled_mlp()
+    x, y = batch(64)
+    probe = x[:16].copy()
+    probe[0, 0] = np.nan
+    callback = keras_inits.ActivationStatistics(tmp_path, probe)
+    with caplog.at_level(logging.WARNING, logger="keras_inits"):
+        history = model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+    assert len(history.history["loss"]) == 1
+    assert "non-finite activations at step 0: dense_0 (16 values)" in caplog.text
+    run = read_run(tmp_path / "activations")
+    assert scalar_series(run, "activations/dense_0/nonfinite_count")[0] == (0, 16.0)
+
+
+# --------------------------------------------------------------------------------------
+# Distribution strategy (needs two logical CPUs before TensorFlow initializes: subprocess)
+# --------------------------------------------------------------------------------------
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    import keras
+    import keras_inits
+    sys.path.insert(0, sys.argv[2])
+    from _stats_helpers import batch, mlp, read_run
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        model = mlp()
+        model.compile(optimizer="sgd", loss="mse")
+    x, y = batch(256)
+    callback = keras_inits.ActivationStatistics(sys.argv[1], (x[:32], y[:32]), gradients=True)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(sys.argv[1] + "/activations")
+    steps = [step for step, _ in run["activations/dense_0/std"]]
+    grad_steps = [step for step, _ in run["gradients/dense_0/kernel_grad_std"]]
+    print("STEPS", steps, grad_steps)
+    assert steps == [0, 4, 8], steps
+    assert grad_steps == [0, 4, 8], grad_steps
+    print("OK")
+    """
+)
+
+
+def test_mirrored_strategy_writes_once(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "logs"), os.path.dirname(__file__)],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "OK" in result.stdout
