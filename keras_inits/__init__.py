@@ -7,3 +7,9 @@ Importing this package registers every initializer with Keras's serialization, s
 __version__ = "0.1.0"
 
 from keras_inits.fans import compute_fans
+from keras_inits.gains import gain, variance_slope
+from keras_inits.initializers import Dirac, He, ScaledRandom, Sparse, Xavier
+from keras_inits.stats import LayerStatistics, activation_statistics
+from keras_inits.callbacks import ActivationStatistics
+from keras_inits.lsuv import LSUV, LSUVLayerReport, lsuv
+from keras_inits.reinit import reinitialize

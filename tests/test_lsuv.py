@@ -1,0 +1,245 @@
+"""LSUV: every layer's pre-activation std reaches the target, nothing is lost on failure."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_inits
+from keras_inits import LSUV, activation_statistics, lsuv
+
+DEPTH = 30
+WIDTH = 96
+SAMPLES = 256
+TOL = 0.02
+
+
+def probe_batch(samples: int = SAMPLES, features: int = WIDTH, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((samples, features)).astype("float32")
+
+
+def deep_mlp(activation: str, depth: int = DEPTH, width: int = WIDTH, seed: int = 0, **dense_kwargs) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((width,))]
+    layers += [keras.layers.Dense(width, activation=activation, **dense_kwargs) for _ in range(depth)]
+    return keras.Sequential(layers)
+
+
+def kernels(model: keras.Model) -> list[np.ndarray]:
+    return [variable.numpy() for variable in model.weights if "kernel" in variable.path]
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "tanh", "relu"])
+def test_every_layer_reaches_the_target_at_depth_30(activation):
+    model = deep_mlp(activation)
+    x = probe_batch()
+    report = lsuv(model, x, seed=0)
+
+    assert len(report) == DEPTH
+    assert all(entry.converged for entry in report.values())
+    statistics = activation_statistics(model, x)
+    assert len(statistics) == DEPTH
+    for path, entry in statistics.items():
+        assert abs(entry.pre_std - 1.0) < TOL, (path, entry.pre_std)
+
+
+def test_target_std_other_than_one_and_report_fields():
+    model = deep_mlp("tanh", depth=5)
+    x = probe_batch()
+    report = lsuv(model, x, target_std=0.5, tol=0.01, seed=1)
+
+    statistics = activation_statistics(model, x)
+    for path, entry in report.items():
+        assert entry.converged
+        assert abs(entry.std_after - 0.5) < 0.005
+        assert statistics[path].pre_std == pytest.approx(entry.std_after, rel=1e-5)
+    # The first layer of an orthonormal 96x96 kernel on unit-variance inputs is ~1: it needs a rescale to 0.5.
+    first = next(iter(report.values()))
+    assert first.iterations >= 1
+    assert abs(first.std_before - 1.0) < 0.1
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    x = probe_batch()
+    first, second, other = (deep_mlp("gelu", depth=4, seed=7) for _ in range(3))
+    lsuv(first, x, seed=3)
+    lsuv(second, x, seed=3)
+    lsuv(other, x, seed=4)
+    for a, b in zip(kernels(first), kernels(second)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(kernels(first), kernels(other)))
+
+
+def test_without_orthogonal_keeps_the_direction_of_each_kernel():
+    model = deep_mlp("relu", depth=3)
+    before = kernels(model)
+    lsuv(model, probe_batch(), orthogonal=False)
+    for old, new in zip(before, kernels(model)):
+        factor = np.sum(new * old) / np.sum(old * old)
+        np.testing.assert_allclose(new, factor * old, rtol=1e-5, atol=1e-7)
+
+
+def test_layer_that_cannot_converge_warns_with_its_name():
+    # A random per-unit bias adds variance that a kernel scale cannot remove in one step.
+    model = deep_mlp(
+        "tanh", depth=2, bias_initializer=keras.initializers.RandomNormal(stddev=0.8, seed=0)
+    )
+    with pytest.warns(UserWarning, match=r"layer '.*dense.*' did not reach pre_std"):
+        report = lsuv(model, probe_batch(), max_iter=1)
+    assert any(not entry.converged for entry in report.values())
+    assert all(entry.iterations <= 1 for entry in report.values())
+
+
+def test_converges_with_bias_given_iterations():
+    model = deep_mlp(
+        "tanh", depth=3, bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=0)
+    )
+    x = probe_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = lsuv(model, x, max_iter=20)
+    assert all(entry.converged for entry in report.values())
+    assert max(entry.iterations for entry in report.values()) >= 2
+
+
+def test_non_finite_outputs_restore_every_kernel_and_name_the_layer():
+    model = deep_mlp("relu", depth=3)
+    before = kernels(model)
+    x = probe_batch()
+    x[0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"layer '.*dense.*'.*not finite.*restored"):
+        lsuv(model, x, seed=0)
+    for old, new in zip(before, kernels(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_nested_and_subclassed_models():
+    inner = keras.Sequential(
+        [keras.Input((WIDTH,))]
+        + [keras.layers.Dense(WIDTH, activation="gelu", name=f"block_{index}") for index in range(3)],
+        name="inner",
+    )
+    inputs = keras.Input((WIDTH,))
+    hidden = keras.layers.Dense(WIDTH, activation="silu", name="stem")(inputs)
+    outputs = keras.layers.Dense(WIDTH, name="head")(inner(hidden))
+    nested = keras.Model(inputs, outputs)
+
+    class Tower(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.blocks = [keras.layers.Dense(WIDTH, activation="mish") for _ in range(4)]
+
+        def call(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    subclassed = Tower()
+    x = probe_batch()
+    for model in (nested, subclassed):
+        report = lsuv(model, x, seed=0)
+        statistics = activation_statistics(model, x)
+        assert list(report) == list(statistics)
+        for entry in statistics.values():
+            assert abs(entry.pre_std - 1.0) < TOL
+    assert list(lsuv(nested, x)) == ["stem", "inner/block_0", "inner/block_1", "inner/block_2", "head"]
+
+
+def test_conv_model_and_normalization_layers_skipped():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a"),
+            keras.layers.BatchNormalization(name="norm"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="gelu", name="conv_b"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, name="logits"),
+        ]
+    )
+    x = np.random.default_rng(0).standard_normal((32, 12, 12, 3)).astype("float32")
+    moving = [variable.numpy() for variable in model.get_layer("norm").non_trainable_variables]
+    report = lsuv(model, x, seed=0)
+    assert list(report) == ["conv_a", "conv_b", "logits"]
+    statistics = activation_statistics(model, x)
+    for path in report:
+        assert abs(statistics[path].pre_std - 1.0) < TOL
+    for old, variable in zip(moving, model.get_layer("norm").non_trainable_variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+
+
+def test_layers_argument_restricts_the_rescale():
+    model = deep_mlp("relu", depth=3)
+    untouched = model.layers[2].kernel.numpy()
+    report = lsuv(model, probe_batch(), layers=[model.layers[0].name, model.layers[1].name])
+    assert list(report) == [model.layers[0].name, model.layers[1].name]
+    np.testing.assert_array_equal(untouched, model.layers[2].kernel.numpy())
+
+
+def test_callback_runs_once_and_its_result_shows_at_step_zero(tmp_path):
+    model = deep_mlp("gelu", depth=6, width=32)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    x = probe_batch(128, 32)
+    y = np.zeros((128, 32), "float32")
+    seen_at_start = {}
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen_at_start.update(activation_statistics(self.model, x))
+
+    callback = LSUV(x, seed=0)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback, Snapshot()])
+    report = callback.report
+    assert report is not None and len(report) == 6
+    for entry in seen_at_start.values():
+        assert abs(entry.pre_std - 1.0) < TOL
+
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    assert callback.report is report  # not run a second time
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"target_std": 0.0}, r"target_std.*Received: target_std=0\.0"),
+        ({"target_std": -1.0}, r"Received: target_std=-1\.0"),
+        ({"tol": 0.0}, r"tol.*Received: tol=0\.0"),
+        ({"max_iter": 0}, r"max_iter.*Received: max_iter=0"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    model = deep_mlp("relu", depth=2)
+    with pytest.raises(ValueError, match=message):
+        lsuv(model, probe_batch(), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        LSUV(probe_batch(), **kwargs)
+
+
+def test_bad_types_and_unknown_callback_arguments():
+    model = deep_mlp("relu", depth=2)
+    with pytest.raises(TypeError, match="Received: max_iter=2.5"):
+        lsuv(model, probe_batch(), max_iter=2.5)
+    with pytest.raises(TypeError, match="seed"):
+        lsuv(model, probe_batch(), seed="abc")
+    with pytest.raises(TypeError, match="bogus"):
+        LSUV(probe_batch(), bogus=1)
+
+
+def test_batch_too_small_to_estimate_a_std():
+    model = deep_mlp("relu", depth=2)
+    with pytest.raises(ValueError, match="at least 2 samples.*Received: x with 1 sample"):
+        lsuv(model, probe_batch(samples=1))
+
+
+def test_model_without_kernels():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Activation("relu"), keras.layers.Dropout(0.1)])
+    with pytest.raises(ValueError, match="no layer with a kernel"):
+        lsuv(model, probe_batch(features=4))
+
+
+def test_exported_at_top_level():
+    assert keras_inits.lsuv is lsuv
+    assert keras_inits.LSUV is LSUV
