@@ -11,6 +11,7 @@ Tags:
 * ``activations/<layer>/<statistic>``: scalars (``keras_inits.stats.ACTIVATION_SCALARS``);
 * ``gradients/<layer>/grad_std``, ``gradients/<layer>/kernel_grad_std``: scalars;
 * ``activations/<layer>``: histogram of the layer's output values;
+* ``gradients/<layer>``: histogram of ``d loss / d output`` (with gradients);
 * ``activations/depth_profile``: image (PNG) of std and cosine against depth;
 * ``custom_scalars__config__``: the custom-scalars layout, written once.
 """
@@ -49,6 +50,11 @@ def scalar_tag(path: str, statistic: str) -> str:
 def histogram_tag(path: str) -> str:
     """TensorBoard tag of a layer's output histogram."""
     return f"{ACTIVATION_PREFIX}/{path}"
+
+
+def gradient_histogram_tag(path: str) -> str:
+    """TensorBoard tag of a layer's ``d loss / d output`` histogram."""
+    return f"{GRADIENT_PREFIX}/{path}"
 
 
 def _add_scalar(summary: summary_pb2.Summary, tag: str, value: float) -> None:
@@ -91,7 +97,7 @@ def statistics_summary(
 
     Args:
         statistics: From ``activation_statistics``.
-        histograms: Include a histogram per layer.
+        histograms: Include a histogram per layer (and of its gradient, when measured).
         image: Optional ``(png_bytes, width, height)`` for ``activations/depth_profile``.
 
     Returns:
@@ -107,6 +113,11 @@ def statistics_summary(
                 summary, histogram_tag(path), layer_stats.histogram.edges,
                 layer_stats.histogram.counts,
             )
+            if layer_stats.grad_histogram is not None:
+                _add_histogram(
+                    summary, gradient_histogram_tag(path), layer_stats.grad_histogram.edges,
+                    layer_stats.grad_histogram.counts,
+                )
     if image is not None:
         png, width, height = image
         _add_png(summary, DEPTH_PROFILE_TAG, png, width, height)

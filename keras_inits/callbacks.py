@@ -95,7 +95,8 @@ class ActivationStatistics(keras.callbacks.Callback):
       ``saturation_fraction`` (bounded activations), ``cosine``;
     * with ``gradients=True``: ``gradients/<layer>/grad_std`` and
       ``gradients/<layer>/kernel_grad_std``;
-    * with ``histograms=True``: a histogram ``activations/<layer>``;
+    * with ``histograms=True``: a histogram ``activations/<layer>``, and with
+      ``gradients=True`` also ``gradients/<layer>`` (of ``d loss / d output``);
     * with ``images=True`` and matplotlib installed: an image ``activations/depth_profile``
       (std and cosine against depth), at most once per epoch whatever ``freq`` is;
     * once, a Custom Scalars layout: one chart per statistic with a line per layer, so the
@@ -196,16 +197,55 @@ class ActivationStatistics(keras.callbacks.Callback):
     # -- Keras hooks -----------------------------------------------------------------
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._selected = _probe.select_layers(self.model, self.layers)
-        _probe.check_inputs(self.model, self._x, argument="data")
-        if self._writer is None:
-            self._writer = _summary.RawSummaryWriter(self.run_dir)
+        self._prepare()
         step = self._step()
         if step == self._last_written_step:
             return
         # Validate the probe now, loudly: a problem here must stop training before batch 1.
         statistics = self._measure()
         self._write(step, statistics, image=True)
+
+    def write(self, step: int | None = None) -> dict[str, LayerStatistics]:
+        """Measure the model now and write one step, outside ``fit``.
+
+        For a model that is not trained (comparing initializers at step 0) or between
+        ``fit`` calls. Set the model first with ``set_model``; call :meth:`close` when done.
+
+        Examples:
+
+        >>> callback = keras_inits.ActivationStatistics("logs/he", x_probe)
+        >>> callback.set_model(model)
+        >>> statistics = callback.write()  # step 0 of an untrained model  # doctest: +SKIP
+        >>> callback.close()  # doctest: +SKIP
+
+        Args:
+            step: The step to write at; default: the optimizer's iteration count (0 for a
+                model that was never trained or compiled).
+
+        Returns:
+            The statistics written (path -> :class:`keras_inits.LayerStatistics`).
+
+        Raises:
+            ValueError: if no model was set, or as ``on_train_begin`` does.
+        """
+        if getattr(self, "_model", None) is None:
+            raise ValueError(
+                "ActivationStatistics.write needs a model: call set_model(model) first. "
+                "Received: no model"
+            )
+        self._prepare()
+        step = self._step() if step is None else int(step)
+        statistics = self._measure()
+        self._write(step, statistics, image=True)
+        self._writer.flush()
+        return statistics
+
+    def _prepare(self) -> None:
+        """Resolve the layers, check the probe batch and open the writer (raises early)."""
+        self._selected = _probe.select_layers(self.model, self.layers)
+        _probe.check_inputs(self.model, self._x, argument="data")
+        if self._writer is None:
+            self._writer = _summary.RawSummaryWriter(self.run_dir)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.freq == "epoch":

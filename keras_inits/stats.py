@@ -34,7 +34,8 @@ Definitions, per monitored layer, over the layer's output on the batch (``n`` sa
   normalized rows, not from the n×n Gram matrix.
 * ``histogram``: :data:`HISTOGRAM_BUCKETS` equal-width buckets over the finite values.
 * ``grad_std`` (``gradients=True``): std of ``d loss / d output``; ``kernel_grad_std``: std
-  of ``d loss / d kernel`` over all the layer's kernel variables (``None`` without a kernel).
+  of ``d loss / d kernel`` over all the layer's kernel variables (``None`` without a kernel);
+  ``grad_histogram``: histogram of ``d loss / d output`` (Glorot & Bengio's Fig. 7).
 
 A layer with several outputs is measured on all of them, concatenated per sample; a layer
 called more than once on its first call. Values are taken in float32 whatever the layer's
@@ -126,6 +127,8 @@ class LayerStatistics:
         kernel_grad_std: Std of ``d loss / d kernel`` (``gradients=True``, layers with a
             kernel).
         num_values: Number of values measured (all outputs, all samples).
+        grad_histogram: Histogram of the finite values of ``d loss / d output`` (only with
+            ``gradients=True``).
 
     Examples:
 
@@ -154,6 +157,7 @@ class LayerStatistics:
     grad_std: float | None = None
     kernel_grad_std: float | None = None
     num_values: int = 0
+    grad_histogram: Histogram | None = None
 
     def scalars(self) -> dict[str, float]:
         """The scalar statistics that have a value, by name (``None`` ones left out).
@@ -328,6 +332,15 @@ def _gradient_std(arrays: Sequence[np.ndarray] | None) -> float | None:
     return _finite_std(arrays)
 
 
+def _gradient_histogram(arrays: Sequence[np.ndarray] | None) -> Histogram | None:
+    if not arrays:
+        return None
+    values, _ = _finite_values(np.concatenate([np.asarray(a, dtype=np.float32).reshape(-1) for a in arrays]))
+    if values.size == 0:
+        return _histogram(values, math.nan, math.nan)
+    return _histogram(values, float(values.min()), float(values.max()))
+
+
 def layer_statistics(
     record: _probe.ProbeRecord, *, previous_std: float
 ) -> LayerStatistics:
@@ -375,6 +388,7 @@ def layer_statistics(
         grad_std=_gradient_std(record.output_gradients),
         kernel_grad_std=_gradient_std(record.kernel_gradients),
         num_values=int(matrix.size),
+        grad_histogram=_gradient_histogram(record.output_gradients),
     )
 
 

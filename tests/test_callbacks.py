@@ -79,12 +79,15 @@ def test_steps_values_tags_and_layout(tmp_path):
                       for name in ("grad_std", "kernel_grad_std")}
     expected_tags |= {"activations/dense_0", "activations/dense_1", "activations/out",
                       "activations/depth_profile", "custom_scalars__config__"}
+    expected_tags |= {"gradients/dense_0", "gradients/dense_1", "gradients/out"}
     assert set(run) == expected_tags
 
     histogram = run["activations/dense_0"][0][1]
     assert histogram.shape == (30, 3)
     assert histogram[:, 2].sum() == 64 * 16
     np.testing.assert_allclose(histogram[:, 2], before_fit["dense_0"].histogram.counts)
+    gradient_histogram = run["gradients/dense_0"][0][1]
+    np.testing.assert_allclose(gradient_histogram[:, 2], before_fit["dense_0"].grad_histogram.counts)
 
     images = run["activations/depth_profile"]
     assert [step for step, _ in images] == [0, 4, 8, 12]
@@ -337,3 +340,20 @@ def test_mirrored_strategy_writes_once(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "OK" in result.stdout
+
+
+def test_write_outside_fit_for_an_untrained_model(tmp_path):
+    model = mlp()  # never compiled: no optimizer, so the step is 0
+    x, _ = batch(64)
+    callback = keras_inits.ActivationStatistics(tmp_path, x, images=False)
+    with pytest.raises(ValueError, match="set_model"):
+        callback.write()
+    callback.set_model(model)
+    statistics = callback.write()
+    callback.write(step=7)
+    callback.close()
+
+    run = read_run(tmp_path / "activations")
+    std = scalar_series(run, "activations/dense_0/std")
+    assert [step for step, _ in std] == [0, 7]
+    assert std[0][1] == pytest.approx(statistics["dense_0"].std, rel=1e-6)

@@ -356,6 +356,12 @@ def test_gradients_match_a_direct_gradient_tape():
 
     assert stats["dense_0"].grad_std == pytest.approx(grad_hidden.std(), rel=1e-4)
     assert stats["dense_0"].kernel_grad_std == pytest.approx(grad_kernel.std(), rel=1e-4)
+    histogram = stats["dense_0"].grad_histogram
+    expected_counts, expected_edges = np.histogram(grad_hidden, bins=len(histogram.counts))
+    np.testing.assert_allclose(histogram.edges, expected_edges, rtol=1e-5, atol=1e-12)
+    assert abs(histogram.counts - expected_counts).sum() <= 2  # float32 rounding at bucket edges
+    assert histogram.counts.sum() == grad_hidden.size
+    assert keras_inits.activation_statistics(model, x)["dense_0"].grad_histogram is None
     assert "grad_std" in stats["out"].scalars()
 
     explicit = keras_inits.activation_statistics(model, x, y=y, gradients=True, loss="mae")
