@@ -1,0 +1,218 @@
+"""End-to-end tests of the example scripts: each runs in-process at its smallest settings.
+
+Every test asserts the phenomenon the example is about (a collapse, a saturation, units that stay
+identical...), not only that files were written, and checks the outputs: valid PNG figures, and
+TensorBoard runs tagged with the HParams plugin plus the statistics of ``ActivationStatistics``.
+The scripts get ``--dataset digits`` (scikit-learn's bundled digits), so no test touches the
+network; all weights, splits and shuffles are seeded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+EXAMPLES_DIRECTORY = Path(__file__).resolve().parents[1] / "examples"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HPARAMS_PLUGIN_NAME = "hparams"
+STATISTICS_TAG_PREFIX = "activations/"
+EXAMPLE_NAMES = (
+    "glorot_tanh_mlp",
+    "tanh_depth",
+    "relu_depth",
+    "symmetry",
+    "dead_relu_bias",
+    "sparse_and_identity",
+)
+
+# The thresholds of the phenomena (see each example's docstring).
+SATURATED_LAST_LAYER = 0.5
+COLLAPSE_FACTOR = 1e-4
+XAVIER_TANH_RATIO_RANGE = (0.4, 2.5)
+XAVIER_RELU_FADE = 0.01
+HE_HOLD_RANGE = (0.5, 2.0)
+RANDOM_UNITS_DIFFER = 0.1
+SPARSE_CONNECTIONS = 15
+FRACTION_KEYS = (
+    "dead_fraction_before",
+    "dead_fraction_after",
+    "zero_fraction_before",
+    "zero_fraction_after",
+)
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` (the examples import their helpers as ``_common``)."""
+    if str(EXAMPLES_DIRECTORY) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES_DIRECTORY))
+    return importlib.import_module(name)
+
+
+def events_in(directory: Path) -> list:
+    import tensorflow as tf
+
+    files = sorted(directory.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {directory}"
+    return [event for path in files for event in tf.compat.v1.train.summary_iterator(str(path))]
+
+
+def assert_valid_png(path: Path) -> None:
+    import matplotlib.image
+
+    assert path.is_file(), path
+    assert path.read_bytes()[: len(PNG_SIGNATURE)] == PNG_SIGNATURE, f"{path} is not a PNG"
+    pixels = matplotlib.image.imread(str(path))
+    assert pixels.ndim == 3 and pixels.shape[0] > 0 and pixels.shape[1] > 0
+
+
+def assert_tensorboard_run(run_dir: Path) -> None:
+    """The run holds the HParams plugin record, and its ``activations`` run the statistics."""
+    run_values = [value for event in events_in(run_dir) for value in event.summary.value]
+    plugin_names = {value.metadata.plugin_data.plugin_name for value in run_values}
+    assert HPARAMS_PLUGIN_NAME in plugin_names, f"no hparams summary in {run_dir}"
+    statistics_events = events_in(run_dir / "activations")
+    statistics_tags = {value.tag for event in statistics_events for value in event.summary.value}
+    assert any(tag.startswith(STATISTICS_TAG_PREFIX) for tag in statistics_tags), statistics_tags
+
+
+def assert_outputs(result: dict) -> None:
+    for figure in result["figures"]:
+        assert_valid_png(Path(figure))
+    assert result["runs"]
+    for run_dir in result["runs"]:
+        assert_tensorboard_run(Path(run_dir))
+
+
+def test_glorot_tanh_mlp(tmp_path: Path) -> None:
+    example = load_example("glorot_tanh_mlp")
+    result = example.main([
+        "--dataset", "digits", "--epochs", "1", "--batch-size", "32",
+        "--train-samples", "400", "--probe-samples", "200", "--out", str(tmp_path),
+    ])
+    assert result["dataset"] == "digits"
+    inits = result["inits"]
+    assert all(std == 0.0 for std in inits["zeros"]["std"])
+    assert inits["zeros"]["max_unit_difference"] == 0.0
+    assert inits["normal"]["saturation_fraction"][-1] > SATURATED_LAST_LAYER
+    xavier_ratio = inits["xavier"]["std"][4] / inits["xavier"]["std"][0]
+    assert XAVIER_TANH_RATIO_RANGE[0] <= xavier_ratio <= XAVIER_TANH_RATIO_RANGE[1]
+    assert inits["xavier"]["max_unit_difference"] > 0.0
+    assert len(result["runs"]) == len(inits)
+    assert_outputs(result)
+
+
+def test_tanh_depth(tmp_path: Path) -> None:
+    example = load_example("tanh_depth")
+    result = example.main(["--width", "200", "--samples", "300", "--out", str(tmp_path)])
+    inits = result["inits"]
+    small_std = inits["small"]["std"]
+    assert small_std[9] < COLLAPSE_FACTOR * small_std[0]
+    assert inits["normal"]["saturation_fraction"][-1] > SATURATED_LAST_LAYER
+    xavier_ratio = inits["xavier"]["std"][4] / inits["xavier"]["std"][0]
+    assert XAVIER_TANH_RATIO_RANGE[0] <= xavier_ratio <= XAVIER_TANH_RATIO_RANGE[1]
+    assert_outputs(result)
+
+
+def test_relu_depth(tmp_path: Path) -> None:
+    example = load_example("relu_depth")
+    result = example.main([
+        "--depth", "20", "--width", "128", "--samples", "256", "--out", str(tmp_path),
+    ])
+    ratio = result["ratio"]
+    assert ratio["relu-Xavier"] < XAVIER_RELU_FADE
+    assert HE_HOLD_RANGE[0] <= ratio["relu-He_relu"] <= HE_HOLD_RANGE[1]
+    assert HE_HOLD_RANGE[0] <= ratio["gelu-He_gelu"] <= HE_HOLD_RANGE[1]
+    assert ratio["gelu-He_relu"] < HE_HOLD_RANGE[0]
+    assert len(result["pre_std"]["relu-He_relu"]) == 20
+    assert_outputs(result)
+
+
+def test_symmetry(tmp_path: Path) -> None:
+    example = load_example("symmetry")
+    width = 16
+    result = example.main([
+        "--dataset", "digits", "--widths", str(width), str(width), "--epochs", "2",
+        "--train-samples", "400", "--out", str(tmp_path),
+    ])
+    assert result["steps"] > 0
+    zeros = result["inits"]["zeros"]
+    assert zeros["max_unit_difference"] == [0.0, 0.0]
+    assert zeros["weight_change"] == [0.0, 0.0]
+    constant = result["inits"]["constant"]
+    assert constant["distinct_units"] == [1, 1]
+    assert max(constant["relative_unit_difference"]) < example.ROUNDING_TOLERANCE
+    assert min(constant["weight_change"]) > 0.0, "the constant weights must move, in lockstep"
+    xavier = result["inits"]["xavier"]
+    assert xavier["distinct_units"] == [width, width]
+    assert min(xavier["relative_unit_difference"]) > RANDOM_UNITS_DIFFER
+    assert_outputs(result)
+
+
+def test_dead_relu_bias(tmp_path: Path) -> None:
+    example = load_example("dead_relu_bias")
+    result = example.main([
+        "--dataset", "digits", "--widths", "64", "64", "--epochs", "2",
+        "--train-samples", "400", "--out", str(tmp_path),
+    ])
+    zero_bias = result["inits"]["bias_0"]
+    small_bias = result["inits"]["bias_0.01"]
+    for bias_result in (zero_bias, small_bias):
+        for key in FRACTION_KEYS:
+            assert all(0.0 <= fraction <= 1.0 for fraction in bias_result[key])
+        assert bias_result["loss"][-1] < bias_result["loss"][0]
+    # Same kernels, and relu(z + 0.01) = 0 implies relu(z) = 0: a positive bias can only revive
+    # first-layer units at initialization.
+    assert small_bias["dead_fraction_before"][0] <= zero_bias["dead_fraction_before"][0]
+    assert small_bias["zero_fraction_before"][0] < zero_bias["zero_fraction_before"][0]
+    assert_outputs(result)
+
+
+def test_sparse_and_identity(tmp_path: Path) -> None:
+    example = load_example("sparse_and_identity")
+    result = example.main([
+        "--dataset", "digits", "--epochs", "2", "--mlp-depth", "3", "--mlp-width", "64",
+        "--conv-depth", "20", "--channels", "4", "--train-samples", "300", "--probe-samples", "64",
+        "--out", str(tmp_path),
+    ])
+    networks = result["networks"]
+    assert networks["conv-Dirac"]["identity_error"] == 0.0
+    assert networks["conv-He"]["identity_error"] > 0.0
+    assert networks["mlp-Sparse_k_15"]["nonzeros_per_unit"] == [SPARSE_CONNECTIONS]
+    for network in networks.values():
+        assert len(network["loss"]) == 3
+        assert np.all(np.isfinite(network["loss"]))
+    assert networks["conv-Dirac"]["loss"][-1] < networks["conv-Dirac"]["loss"][0]
+    assert_outputs(result)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_help(name: str, capsys: pytest.CaptureFixture) -> None:
+    example = load_example(name)
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--out" in help_text
+    assert "--seed" in help_text
+
+
+def test_auto_dataset_falls_back_to_digits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = load_example("_common")
+    import keras
+
+    def unreachable() -> None:
+        raise OSError("network unreachable (simulated)")
+
+    previous_timeout = socket.getdefaulttimeout()
+    monkeypatch.setattr(common, "mnist_cache_path", lambda: tmp_path / "absent" / "mnist.npz")
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", unreachable)
+    dataset = common.load_dataset("auto", seed=0)
+    assert dataset.name == "digits"
+    assert dataset.image_shape == (8, 8, 1)
+    assert socket.getdefaulttimeout() == previous_timeout
