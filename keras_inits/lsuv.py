@@ -272,8 +272,8 @@ class _NonFinite(Exception):
 
 
 def _pre_std(model: keras.Model, x: Any, path: str, layer: keras.layers.Layer) -> float:
-    """One probe pass: the std of ``layer``'s output before its fused activation."""
-    with StateGuard(model), LayerProbe({path: layer}) as probe:
+    """One probe pass, up to ``layer``: the std of its output before its fused activation."""
+    with StateGuard(model), LayerProbe({path: layer}, stop_after=path) as probe:
         _forward(model, x, training=False)
     record = probe.records[path]
     tensors = record.pre_activations if record.pre_activations is not None else record.outputs

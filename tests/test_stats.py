@@ -489,3 +489,24 @@ def test_model_without_layers_to_monitor_is_rejected():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dropout(0.1), keras.layers.Flatten()])
     with pytest.raises(ValueError, match="no layer to monitor"):
         keras_inits.activation_statistics(model, np.zeros((4, 6), "float32"))
+
+
+def test_layer_probe_can_stop_the_forward_pass_after_a_layer():
+    from keras_inits._probe import LayerProbe, select_layers
+
+    model = mlp(widths=(8, 8))
+    layers = select_layers(model)
+    first, *rest = layers
+    calls = []
+    original_call = model.layers[-1].call
+    object.__setattr__(model.layers[-1], "call", lambda *a, **k: calls.append(1) or original_call(*a, **k))
+    try:
+        with LayerProbe(layers, stop_after=first) as probe:
+            model(batch(4)[0])
+    finally:
+        object.__delattr__(model.layers[-1], "call")
+    assert list(probe.records) == [first]
+    assert calls == []  # the last layer never ran
+    assert "call" not in vars(model.layers[0])  # wrappers restored
+    with pytest.raises(ValueError, match="stop_after"):
+        LayerProbe(layers, stop_after="nope")
