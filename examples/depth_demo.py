@@ -1,10 +1,11 @@
 """Variance kept vs lost: a 50-layer, width-256 MLP under Keras's default and keras_inits.He.
 
-For relu, tanh and gelu, the same network is built twice: once with Keras's default
-``glorot_uniform`` kernels and once with ``keras_inits.He(activation=...)``. A probe batch
-of N(0, 1) inputs goes through each, and the pre-activation std of every layer (the
-quantity the He/Xavier derivation preserves) is measured with
-``keras_inits.activation_statistics``.
+For relu, tanh and gelu, the same network is built three ways: with Keras's default
+``glorot_uniform`` kernels, with ``keras_inits.He(activation=...)``, and with He followed
+by ``keras_inits.lsuv`` (for gelu, whose variance map is unstable, no formula can hold the
+variance over 50 layers; a measured rescale can). A probe batch of N(0, 1) inputs goes
+through each, and the pre-activation std of every layer (the quantity the He/Xavier
+derivation preserves) is measured with ``keras_inits.activation_statistics``.
 
 Outputs (under ``--out``, default ``runs/depth_demo``):
 
@@ -55,23 +56,32 @@ def build_mlp(activation: str, make_initializer, depth: int, width: int, seed: i
     return keras.Model(inputs, outputs, name=f"mlp_{activation}")
 
 
-def initializers_for(activation: str, seed: int) -> dict[str, object]:
-    """The two initializers compared, as per-layer factories: Keras's default and He(activation)."""
+def initializers_for(activation: str, seed: int) -> dict[str, tuple[object, bool]]:
+    """The starts compared: a per-layer initializer factory, and whether lsuv runs after it."""
+    keras_default = lambda index: keras.initializers.GlorotUniform(seed=seed * 1000 + index)  # noqa: E731
+    he = lambda index: keras_inits.He(activation=activation, seed=seed * 1000 + index)  # noqa: E731
     return {
-        "glorot_uniform": lambda index: keras.initializers.GlorotUniform(seed=seed * 1000 + index),
-        "keras_inits.He": lambda index: keras_inits.He(activation=activation, seed=seed * 1000 + index),
+        "glorot_uniform": (keras_default, False),
+        "keras_inits.He": (he, False),
+        "He + lsuv": (he, True),
     }
+
+
+def hidden_layer_names(depth: int) -> list[str]:
+    return [f"dense_{index + 1}" for index in range(depth)]
 
 
 def pre_activation_stds(model: keras.Model, probe: np.ndarray, depth: int) -> np.ndarray:
     """Per-layer std of the pre-activations, layers 1..depth."""
-    statistics = activation_statistics_of_hidden(model, probe)
-    return np.array([statistics[f"dense_{index + 1}"].pre_std for index in range(depth)])
+    names = hidden_layer_names(depth)
+    statistics = keras_inits.activation_statistics(model, probe, layers=names)
+    return np.array([statistics[name].pre_std for name in names])
 
 
-def activation_statistics_of_hidden(model: keras.Model, probe: np.ndarray):
-    hidden_layers = [layer.name for layer in model.layers if layer.name.startswith("dense_")]
-    return keras_inits.activation_statistics(model, probe, layers=hidden_layers)
+def run_name(activation: str, start: str) -> str:
+    """A folder name for one TensorBoard run: ``gelu-He_lsuv``."""
+    slug = "".join(character if character.isalnum() or character in "._" else "_" for character in start)
+    return f"{activation}-{'_'.join(part for part in slug.split('_') if part)}"
 
 
 def write_tensorboard_run(model: keras.Model, probe: np.ndarray, log_dir: Path, seed: int) -> None:
@@ -118,7 +128,7 @@ def plot(results: dict[tuple[str, str], np.ndarray], path: Path) -> None:
         axis.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("std of pre-activations")
     axes[0].legend(loc="lower left")
-    figure.suptitle("Variance through depth: Keras default vs keras_inits.He")
+    figure.suptitle("Variance through depth: Keras default, keras_inits.He, He + lsuv")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -143,11 +153,13 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
 
     results: dict[tuple[str, str], np.ndarray] = {}
     for activation in ACTIVATIONS:
-        for name, make_initializer in initializers_for(activation, args.seed).items():
+        for name, (make_initializer, with_lsuv) in initializers_for(activation, args.seed).items():
             model = build_mlp(activation, make_initializer, args.depth, args.width, args.seed)
+            if with_lsuv:
+                keras_inits.lsuv(model, probe, layers=hidden_layer_names(args.depth), seed=args.seed)
             results[(activation, name)] = pre_activation_stds(model, probe, args.depth)
             if not args.no_tensorboard:
-                run = args.out / "tensorboard" / f"{activation}-{name}"
+                run = args.out / "tensorboard" / run_name(activation, name)
                 write_tensorboard_run(model, probe, run, args.seed)
 
     print(f"std of pre-activations, width {args.width}, N(0, 1) inputs, {args.samples} samples")

@@ -191,6 +191,37 @@ def test_sparse_and_identity(tmp_path: Path) -> None:
     assert_outputs(result)
 
 
+def test_depth_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """make demo: Keras's default loses the variance with depth, He keeps it for relu/tanh, lsuv for all."""
+    demo = load_example("depth_demo")
+    depth = 20
+    results = demo.main(["--depth", str(depth), "--width", "64", "--samples", "128", "--out", str(tmp_path)])
+
+    def ratio(activation: str, start: str) -> float:
+        stds = results[(activation, start)]
+        return stds[-1] / stds[0]
+
+    for activation in ("relu", "gelu"):
+        assert ratio(activation, "glorot_uniform") < 1e-2
+    for activation in ("relu", "tanh"):
+        assert 0.4 <= ratio(activation, "keras_inits.He") <= 2.5
+    assert ratio("gelu", "keras_inits.He") > 1.0  # the unstable variance map grows
+    for activation in ("relu", "tanh", "gelu"):
+        assert 0.95 <= ratio(activation, "He + lsuv") <= 1.05
+
+    assert_valid_png(tmp_path / "depth_profile.png")
+    printed = capsys.readouterr().out
+    assert f"layer {depth}" in printed and "tensorboard --logdir" in printed
+    runs = sorted(path.name for path in (tmp_path / "tensorboard").iterdir())
+    assert runs == sorted(
+        f"{activation}-{start}" for activation in ("relu", "tanh", "gelu")
+        for start in ("glorot_uniform", "keras_inits.He", "He_lsuv")
+    )
+    tags = {value.tag for event in events_in(tmp_path / "tensorboard" / "gelu-He_lsuv" / "activations")
+            for value in event.summary.value}
+    assert "activations/dense_1/pre_std" in tags
+
+
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_help(name: str, capsys: pytest.CaptureFixture) -> None:
     example = load_example(name)
