@@ -78,6 +78,15 @@ ACTIVATION_LAYER_TYPES: tuple[type, ...] = (
     keras.layers.Softmax,
 )
 
+#: Layers that re-standardize their input: LSUV leaves them alone, and what follows them
+#: sees a unit-variance linear input whatever came before (``reinitialize``).
+NORMALIZATION_LAYER_TYPES: tuple[type, ...] = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+    keras.layers.UnitNormalization,
+)
+
 #: Layers treated as leaves: monitored as a whole, never descended into.
 LEAF_LAYER_TYPES: tuple[type, ...] = (keras.layers.RNN, keras.layers.Bidirectional)
 
@@ -321,7 +330,7 @@ class ProbeStopped(BaseException):
     """Ends a forward pass early, once the layer named by ``stop_after`` has run.
 
     A ``BaseException`` so that no ``except Exception`` on the way (Keras's traceback
-    filter, :func:`_forward`) turns it into an error; :class:`LayerProbe` swallows it.
+    filter, :func:`forward`) turns it into an error; :class:`LayerProbe` swallows it.
     """
 
 
@@ -582,7 +591,7 @@ def _error_summary(error: Exception) -> str:
     return summary
 
 
-def _forward(model: keras.layers.Layer, x: Any, training: bool) -> Any:
+def forward(model: keras.layers.Layer, x: Any, training: bool) -> Any:
     """Run ``model`` eagerly; turn a deep backend error into a short ``ValueError``."""
     try:
         return model(x, training=training)
@@ -647,7 +656,7 @@ def run_probe(
     if gradients and y is None:
         raise ValueError("`gradients=True` needs targets `y`. Received: y=None")
     if not model.built:
-        _forward(model, x, training=False)
+        forward(model, x, training=False)
     if isinstance(layers, Mapping):
         selected = dict(layers)
     else:
@@ -659,11 +668,11 @@ def run_probe(
 
             records = _tf_gradients.probe_with_gradients(
                 model, x, y, selected, loss=loss, training=training,
-                pre_activations=pre_activations, forward=_forward,
+                pre_activations=pre_activations, forward=forward,
             )
         else:
             with LayerProbe(selected, pre_activations=pre_activations) as probe:
-                _forward(model, x, training)
+                forward(model, x, training)
             records = probe.records
 
     missing = [path for path in selected if path not in records]

@@ -16,10 +16,11 @@ import keras
 import numpy as np
 
 from keras_inits._probe import (
+    NORMALIZATION_LAYER_TYPES,
     LayerProbe,
     LayerSelection,
     StateGuard,
-    _forward,
+    forward,
     batch_size,
     check_inputs,
     kernel_variables,
@@ -30,13 +31,6 @@ __all__ = ["LSUV", "LSUVLayerReport", "lsuv"]
 
 MIN_SAMPLES = 2
 
-# Normalization layers re-standardize their input themselves; LSUV leaves them alone.
-_NORMALIZATION_LAYERS = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-    keras.layers.UnitNormalization,
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +137,7 @@ def lsuv(
             f"Received: x with {samples} sample(s)"
         )
     if not model.built:
-        _forward(model, x, training=False)
+        forward(model, x, training=False)
     ordered = _kernel_layers_in_depth_order(model, x, layers)
     original = {path: [variable.numpy() for variable in kernel_variables(layer)] for path, layer in ordered.items()}
 
@@ -245,7 +239,7 @@ def _kernel_layers_in_depth_order(
     candidates = {
         path: layer
         for path, layer in select_layers(model, layers).items()
-        if kernel_variables(layer) and not isinstance(layer, _NORMALIZATION_LAYERS)
+        if kernel_variables(layer) and not isinstance(layer, NORMALIZATION_LAYER_TYPES)
     }
     if not candidates:
         raise ValueError(
@@ -253,7 +247,7 @@ def _kernel_layers_in_depth_order(
             f"Received: model={model.name!r}, layers={layers!r}"
         )
     with StateGuard(model), LayerProbe(candidates, pre_activations=False) as probe:
-        _forward(model, x, training=False)
+        forward(model, x, training=False)
     return {path: candidates[path] for path in probe.records}
 
 
@@ -274,7 +268,7 @@ class _NonFinite(Exception):
 def _pre_std(model: keras.Model, x: Any, path: str, layer: keras.layers.Layer) -> float:
     """One probe pass, up to ``layer``: the std of its output before its fused activation."""
     with StateGuard(model), LayerProbe({path: layer}, stop_after=path) as probe:
-        _forward(model, x, training=False)
+        forward(model, x, training=False)
     record = probe.records[path]
     tensors = record.pre_activations if record.pre_activations is not None else record.outputs
     values = np.concatenate([np.asarray(keras.ops.convert_to_numpy(t), dtype=np.float64).ravel() for t in tensors])

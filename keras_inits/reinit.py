@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 
 import keras
 
+from keras_inits._probe import NORMALIZATION_LAYER_TYPES
 from keras_inits.initializers import He, Xavier
 
 __all__ = ["reinitialize", "FeedingActivation"]
@@ -23,14 +24,6 @@ Mode = Literal["fan_in", "fan_out"]
 _METHODS = ("he", "xavier")
 _MODES = ("fan_in", "fan_out")
 
-# Layers that normalize their input to zero mean and unit variance: what follows them
-# sees a linear pre-activation whatever came before.
-_NORMALIZATION_LAYERS = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-    keras.layers.UnitNormalization,
-)
 
 
 @dataclass(frozen=True)
@@ -213,7 +206,7 @@ def _visit(
         return _walk(layer, prefix=f"{path}/", fed_by=incoming, result=result)
     if _owns_kernel(layer):
         result[path] = (layer, incoming)
-    if isinstance(layer, _NORMALIZATION_LAYERS):
+    if isinstance(layer, NORMALIZATION_LAYER_TYPES):
         return FeedingActivation(source=path)
     own = _own_activation(layer, path)
     if own is not None:
