@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import keras_inits
-from keras_inits import LSUV, activation_statistics, lsuv
+from keras_inits import LSUV, ActivationStatistics, activation_statistics, lsuv
+from _stats_helpers import read_run, scalar_series
 
 DEPTH = 30
 WIDTH = 96
@@ -184,21 +185,22 @@ def test_callback_runs_once_and_its_result_shows_at_step_zero(tmp_path):
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     x = probe_batch(128, 32)
     y = np.zeros((128, 32), "float32")
-    seen_at_start = {}
-
-    class Snapshot(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            seen_at_start.update(activation_statistics(self.model, x))
 
     callback = LSUV(x, seed=0)
-    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback, Snapshot()])
+    statistics = ActivationStatistics(tmp_path, x, images=False, histograms=False)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback, statistics])
     report = callback.report
     assert report is not None and len(report) == 6
-    for entry in seen_at_start.values():
-        assert abs(entry.pre_std - 1.0) < TOL
 
     model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
     assert callback.report is report  # not run a second time
+    statistics.close()
+
+    run = read_run(tmp_path / "activations")
+    for path in report:
+        step, pre_std = scalar_series(run, f"activations/{path}/pre_std")[0]
+        assert step == 0
+        assert abs(pre_std - 1.0) < TOL, (path, pre_std)
 
 
 @pytest.mark.parametrize(
