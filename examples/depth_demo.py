@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
     args = parse_args(argv)
     reported_layers = tuple(layer for layer in REPORTED_LAYERS if layer < args.depth) + (args.depth,)
     args.out.mkdir(parents=True, exist_ok=True)
+    # A second run must not append a second set of events to the same TensorBoard runs.
+    shutil.rmtree(args.out / "tensorboard", ignore_errors=True)
     probe = np.random.default_rng(args.seed).standard_normal((args.samples, args.width)).astype("float32")
 
     results: dict[tuple[str, str], np.ndarray] = {}

@@ -221,6 +221,11 @@ def test_depth_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
             for value in event.summary.value}
     assert "activations/dense_1/pre_std" in tags
 
+    # A second run replaces the runs instead of adding events to them.
+    demo.main(["--depth", "3", "--width", "8", "--samples", "16", "--out", str(tmp_path)])
+    event_files = list((tmp_path / "tensorboard" / "gelu-He_lsuv" / "activations").glob("events.out.tfevents.*"))
+    assert len(event_files) == 1
+
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_help(name: str, capsys: pytest.CaptureFixture) -> None:
