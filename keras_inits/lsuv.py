@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import keras
 import numpy as np
 
+from keras_inits._seeds import derive_seed
 from keras_inits._probe import (
     NORMALIZATION_LAYER_TYPES,
     LayerProbe,
@@ -110,8 +111,9 @@ def lsuv(
         orthogonal: Replace each kernel by an orthonormal one first, as in the paper.
         layers: Restrict to some layers: names/paths, layer classes or a predicate (as in
             ``activation_statistics``). Layers without a kernel are ignored.
-        seed: Seed of the orthonormal pre-init (each kernel gets ``seed + index``); the
-            same seed gives the same weights. ``None`` draws fresh ones.
+        seed: Seed of the orthonormal pre-init (each kernel gets an independent stream
+            derived from ``(seed, layer index)``); the same seed gives the same weights.
+            ``None`` draws fresh ones.
 
     Returns:
         A dict from layer path to :class:`LSUVLayerReport`, shallow to deep.
@@ -254,7 +256,7 @@ def _kernel_layers_in_depth_order(
 def _orthonormal_pre_init(ordered: Mapping[str, keras.layers.Layer], seed: int | None) -> None:
     for index, layer in enumerate(ordered.values()):
         for variable in kernel_variables(layer):
-            initializer = keras.initializers.Orthogonal(seed=None if seed is None else seed + index)
+            initializer = keras.initializers.Orthogonal(seed=derive_seed(seed, index))
             variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
 
 

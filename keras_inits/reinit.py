@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal
 import keras
 
 from keras_inits._probe import NORMALIZATION_LAYER_TYPES
+from keras_inits._seeds import derive_seed
 from keras_inits.initializers import He, Xavier
 
 __all__ = ["reinitialize", "FeedingActivation"]
@@ -97,8 +98,8 @@ def reinitialize(
         method: ``"he"`` or ``"xavier"``.
         mode: He's ``"fan_in"`` (forward variance) or ``"fan_out"`` (backward variance).
             Ignored by Xavier, which balances both.
-        seed: An int makes the result reproducible (each kernel gets its own stream
-            derived from it); ``None`` draws fresh values.
+        seed: An int makes the result reproducible (each kernel gets its own independent
+            stream derived from ``(seed, layer index)``); ``None`` draws fresh values.
 
     Returns:
         A dict from layer path (``dense_3``, ``inner/dense_3`` inside a nested model named
@@ -133,7 +134,7 @@ def reinitialize(
 
     used: dict[str, keras.initializers.Initializer] = {}
     for index, (path, (layer, source)) in enumerate(feeding.items()):
-        layer_seed = None if seed is None else seed + index
+        layer_seed = derive_seed(seed, index)
         arguments = dict(activation=source.activation, seed=layer_seed, activation_kwargs=dict(source.kwargs) or None)
         try:
             initializer = He(mode=mode, **arguments) if method == "he" else Xavier(**arguments)

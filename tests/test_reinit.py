@@ -126,6 +126,21 @@ def test_seeded_reinitialize_is_reproducible():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_neighbouring_seeds_share_no_kernel():
+    """seed + index would let seed=1 reuse seed=0's kernels shifted by one layer."""
+
+    def build():
+        return keras.Sequential([keras.Input((16,))] + [keras.layers.Dense(16, activation="tanh") for _ in range(4)])
+
+    first, second = build(), build()
+    reinitialize(first, seed=0)
+    reinitialize(second, seed=1)
+    kernels_first = [layer.kernel.numpy() for layer in first.layers]
+    kernels_second = [layer.kernel.numpy() for layer in second.layers]
+    for kernel in kernels_first:
+        assert not any(np.array_equal(kernel, other) for other in kernels_second)
+
+
 def test_tanh_variance_is_held_through_depth():
     """tanh's variance map is stable: with its exact gain, pre_std at layer 30 stays near layer 1."""
     depth = 30
