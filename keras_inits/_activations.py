@@ -424,6 +424,15 @@ class ResolvedActivation:
         return f"ResolvedActivation({self.name!r}, kwargs={self.kwargs!r}, kinks={self.kinks!r})"
 
 
+def _check_callable(activation: Any) -> None:
+    """A non-string, non-None activation must be a callable (numbers and bools are not)."""
+    if isinstance(activation, (bool, numbers.Number)) or not callable(activation):
+        raise TypeError(
+            "activation must be the name of a Keras activation, a callable or None. "
+            f"Received: activation={activation!r} (of type {type(activation).__name__})"
+        )
+
+
 def resolve_activation(
     activation: Any, activation_kwargs: dict | None = None
 ) -> ResolvedActivation:
@@ -480,11 +489,7 @@ def _resolve_uncached(activation: Any, activation_kwargs: dict) -> ResolvedActiv
         return _resolve_named("linear", activation_kwargs, received)
     if isinstance(activation, str):
         return _resolve_named(activation, activation_kwargs, received)
-    if isinstance(activation, (bool, numbers.Number)) or not callable(activation):
-        raise TypeError(
-            "activation must be the name of a Keras activation, a callable or None. "
-            f"Received: activation={activation!r} (of type {type(activation).__name__})"
-        )
+    _check_callable(activation)
     keras_name = _keras_builtin_name(activation)
     if keras_name is not None:
         return _resolve_named(keras_name, activation_kwargs, received)
@@ -880,11 +885,7 @@ def serialize_activation(activation: Any) -> str | dict | None:
             "serialize_activation takes the activation as the user gave it, not a "
             f"ResolvedActivation. Received: activation={activation!r}"
         )
-    if isinstance(activation, (bool, numbers.Number)) or not callable(activation):
-        raise TypeError(
-            "activation must be the name of a Keras activation, a callable or None. "
-            f"Received: activation={activation!r} (of type {type(activation).__name__})"
-        )
+    _check_callable(activation)
     keras_name = _keras_builtin_name(activation)
     if keras_name is not None:
         return keras.activations.serialize(activation)
