@@ -13,3 +13,21 @@ from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.callbacks import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, lsuv
 from keras_inits.reinit import reinitialize
+
+__all__ = [
+    "ActivationStatistics",
+    "Dirac",
+    "He",
+    "LSUV",
+    "LSUVLayerReport",
+    "LayerStatistics",
+    "ScaledRandom",
+    "Sparse",
+    "Xavier",
+    "activation_statistics",
+    "compute_fans",
+    "gain",
+    "lsuv",
+    "reinitialize",
+    "variance_slope",
+]
