@@ -72,6 +72,7 @@ NEUTRAL = "neutral"
 UNSTABLE = "unstable"
 SLOPE_TOLERANCE = 1e-3
 REINITIALIZE_GOAL = (0.8, 1.25)
+CELL = 27  # characters per table cell; cells are separated by two spaces
 LSUV_GOAL = (0.95, 1.05)
 
 
@@ -167,19 +168,19 @@ def quality_table(args: argparse.Namespace, probe_by_seed: dict[int, np.ndarray]
 
 def print_quality(rows: dict, width: int) -> None:
     print(f"\npre_std(layer L) / pre_std(layer 1), median [min, max] over seeds; width {width}")
-    header = f"{'activation':<11}{'L':>4}  " + "".join(f"{column:<26}" for column in COLUMNS)
+    header = f"{'activation':<11}{'L':>4}  " + "  ".join(f"{column:<{CELL}}" for column in COLUMNS)
     print(header)
     print("-" * len(header))
     for (activation, depth), row in rows.items():
-        cells = "".join(f"{summarize(row[column][0]) if row[column][0] else 'n/a':<26}" for column in COLUMNS)
+        cells = "  ".join(f"{summarize(row[column][0]) if row[column][0] else 'n/a':<{CELL}}" for column in COLUMNS)
         print(f"{activation:<11}{depth:>4}  {cells}")
 
     print("\nmean cosine similarity at layer L, median over seeds (1.0 = inputs collapsed)")
     print(header)
     print("-" * len(header))
     for (activation, depth), row in rows.items():
-        cells = "".join(
-            f"{np.median(row[column][1]):<26.3f}" if row[column][1] else f"{'n/a':<26}" for column in COLUMNS
+        cells = "  ".join(
+            f"{np.median(row[column][1]):<{CELL}.3f}" if row[column][1] else f"{'n/a':<{CELL}}" for column in COLUMNS
         )
         print(f"{activation:<11}{depth:>4}  {cells}")
 
@@ -215,7 +216,7 @@ def random_projection_loss(projection, outputs):
 
 def gradient_table(args: argparse.Namespace, probe_by_seed: dict[int, np.ndarray]) -> None:
     print(f"\nbackward: grad_std(layer 1) / grad_std(layer {args.depth}), random-projection loss, median [min, max] over seeds")
-    print(f"{'activation':<11}{'He fan_in':<26}{'He fan_out':<26}")
+    print(f"{'activation':<11}{'He fan_in':<{CELL}}  {'He fan_out':<{CELL}}")
     for activation in args.activations:
         cells = []
         for mode in ("fan_in", "fan_out"):
@@ -236,7 +237,7 @@ def gradient_table(args: argparse.Namespace, probe_by_seed: dict[int, np.ndarray
                 last = statistics[f"dense_{args.depth}"].grad_std
                 ratios.append(statistics["dense_1"].grad_std / last if last else float("nan"))
             cells.append(summarize(ratios))
-        print(f"{activation:<11}{cells[0]:<26}{cells[1]:<26}")
+        print(f"{activation:<11}{cells[0]:<{CELL}}  {cells[1]:<{CELL}}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
