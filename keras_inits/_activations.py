@@ -424,6 +424,15 @@ class ResolvedActivation:
         return f"ResolvedActivation({self.name!r}, kwargs={self.kwargs!r}, kinks={self.kinks!r})"
 
 
+def _cache_key(*parts: Any) -> tuple | None:
+    """``parts`` as a cache key, or ``None`` when one of them is not hashable."""
+    try:
+        hash(parts)
+    except TypeError:
+        return None
+    return parts
+
+
 def _check_callable(activation: Any) -> None:
     """A non-string, non-None activation must be a callable (numbers and bools are not)."""
     if isinstance(activation, (bool, numbers.Number)) or not callable(activation):
@@ -553,12 +562,7 @@ def _resolve_named(name: str, activation_kwargs: dict, received: Any) -> Resolve
     bound = _bind_kwargs(canonical, keras_function, activation_kwargs)
     _check_kwarg_types(canonical, bound, activation_kwargs)
     phi, dphi, kinks = CLOSED_FORMS[canonical](**bound)
-    frozen = tuple(sorted(bound.items()))
-    key = ("keras", canonical, frozen)
-    try:
-        hash(key)
-    except TypeError:
-        key = None
+    key = _cache_key("keras", canonical, tuple(sorted(bound.items())))
     return ResolvedActivation(
         phi,
         dphi,
@@ -722,11 +726,7 @@ def _resolve_callable(
         return _as_float(call_raw(x))
 
     derivative = _choose_derivative(bound_function, phi, rtol)
-    key: Any = ("callable", function, tuple(sorted(bound.items())))
-    try:
-        hash(key)
-    except TypeError:
-        key = None
+    key = _cache_key("callable", function, tuple(sorted(bound.items())))
     return ResolvedActivation(
         phi,
         derivative,

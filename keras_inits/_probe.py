@@ -555,6 +555,24 @@ def check_inputs(model: keras.layers.Layer | None, x: Any, *, argument: str = "x
             )
 
 
+def split_data(data: Any) -> tuple[Any, Any]:
+    """``(x, y)`` from a probe batch given as ``x`` or as a tuple ``(x, y)``.
+
+    A 1-tuple is ``(x,)``; any other tuple length is an error (several inputs go in a list
+    or dict). Shared by the ``ActivationStatistics`` and ``LSUV`` callbacks.
+    """
+    if isinstance(data, tuple):
+        if len(data) == 2:
+            return data[0], data[1]
+        if len(data) == 1:
+            return data[0], None
+        raise ValueError(
+            "`data` must be inputs, or a tuple (x, y). For a model with several inputs pass "
+            f"them as a list or dict. Received: data, a tuple of {len(data)} elements"
+        )
+    return data, None
+
+
 def batch_size(x: Any) -> int:
     """Number of samples in ``x`` (the leading dimension of its first array)."""
     return int(_shape_of(keras.tree.flatten(x)[0])[0])

@@ -41,20 +41,6 @@ def _validate_freq(freq: Any) -> Frequency:
     )
 
 
-def _split_data(data: Any) -> tuple[Any, Any]:
-    """``(x, y)`` from a tuple ``(x, y)``; anything else is ``x`` alone."""
-    if isinstance(data, tuple):
-        if len(data) == 2:
-            return data[0], data[1]
-        if len(data) == 1:
-            return data[0], None
-        raise ValueError(
-            "`data` must be inputs, or a tuple (x, y). For a model with several inputs pass "
-            f"them as a list or dict. Received: data, a tuple of {len(data)} elements"
-        )
-    return data, None
-
-
 def _as_arrays(value: Any, argument: str) -> Any:
     """The probe batch as NumPy arrays (kept fixed for the whole training)."""
     if value is None:
@@ -159,7 +145,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         super().__init__()
         self.log_dir = os.fspath(log_dir)
         self.freq = _validate_freq(freq)
-        x, y = _split_data(data)
+        x, y = _probe.split_data(data)
         if gradients and y is None:
             raise ValueError(
                 "`gradients=True` needs targets: pass `data` as a tuple (x, y). "

@@ -26,6 +26,7 @@ from keras_inits._probe import (
     check_inputs,
     kernel_variables,
     select_layers,
+    split_data,
 )
 
 __all__ = ["LSUV", "LSUVLayerReport", "lsuv"]
@@ -202,20 +203,14 @@ class LSUV(keras.callbacks.Callback):
             lsuv_kwargs.get("orthogonal", True),
             lsuv_kwargs.get("seed"),
         )
-        self.data = data
+        self.x, _ = split_data(data)
         self.lsuv_kwargs = lsuv_kwargs
         self.report: dict[str, LSUVLayerReport] | None = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.report is not None:
             return
-        self.report = lsuv(self.model, _inputs_of(self.data), **self.lsuv_kwargs)
-
-
-def _inputs_of(data: Any) -> Any:
-    if isinstance(data, tuple) and len(data) == 2:
-        return data[0]
-    return data
+        self.report = lsuv(self.model, self.x, **self.lsuv_kwargs)
 
 
 def _check_arguments(target_std: Any, tol: Any, max_iter: Any, orthogonal: Any, seed: Any) -> None:
