@@ -26,6 +26,8 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from keras_inits import backend
+
 __all__ = [
     "ResolvedActivation",
     "activation_derivative",
@@ -813,25 +815,6 @@ def _finite_difference(phi: ArrayFunction, rtol: float) -> ArrayFunction:
     return derivative
 
 
-def _tensorflow_derivative(function: Callable) -> ArrayFunction:
-    """``phi'`` by a TensorFlow GradientTape (exact for kinked and float32 functions)."""
-    import tensorflow as tf
-
-    def derivative(x: np.ndarray) -> np.ndarray:
-        inputs = tf.constant(_as_float(x))
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            outputs = function(inputs)
-        if not tf.is_tensor(outputs):
-            raise TypeError("the activation did not return a TensorFlow tensor")
-        gradient = tape.gradient(outputs, inputs)
-        if gradient is None:
-            raise TypeError("the activation is not differentiable by TensorFlow")
-        return _as_float(gradient.numpy())
-
-    return derivative
-
-
 def _choose_derivative(function: Callable, phi: ArrayFunction, rtol: float) -> ArrayFunction:
     """Autodiff when the backend can differentiate ``function``, else finite differences.
 
@@ -840,9 +823,9 @@ def _choose_derivative(function: Callable, phi: ArrayFunction, rtol: float) -> A
     stand in for the true derivative.
     """
     finite_difference = _finite_difference(phi, rtol)
-    if keras.backend.backend() != "tensorflow":
+    autodiff = backend.current().elementwise_derivative(function)
+    if autodiff is None:
         return finite_difference
-    autodiff = _tensorflow_derivative(function)
     try:
         by_tape = autodiff(_PROBE)
     except Exception:

@@ -32,7 +32,10 @@ import math
 import keras
 from keras import ops
 
+from keras_inits import backend
+
 # erf(sqrt(2)) = 2 * Phi(2) - 1: the uniform range [-C, C] maps to z in [-2, 2].
+# (keras_inits.backend.tensorflow repeats these two constants for its fast path.)
 _ERF_SQRT2 = math.erf(math.sqrt(2.0))
 _SQRT2 = math.sqrt(2.0)
 
@@ -89,9 +92,10 @@ def truncated_normal(shape, stddev: float, dtype: str, seed):
 
 def _draw_dense(law: str, shape, scale: float, dtype: str, seed):
     work_dtype = compute_dtype(dtype)
-    if _use_tensorflow_graph():
-        values = _tensorflow_draw(law, shape, scale, work_dtype, seed)
-    elif law == "normal":
+    values = backend.current().fast_dense_draw(law, shape, scale, work_dtype, seed)
+    if values is not None:
+        return _finish(values, dtype)
+    if law == "normal":
         values = keras.random.normal(shape, mean=0.0, stddev=scale, dtype=work_dtype, seed=seed)
     elif law == "uniform":
         values = keras.random.uniform(
@@ -103,89 +107,6 @@ def _draw_dense(law: str, shape, scale: float, dtype: str, seed):
         )
         values = ops.erfinv(bound) * (_SQRT2 * scale)
     return _finish(values, dtype)
-
-
-# ----------------------------------------------------------------------------------------------
-# TensorFlow fast path for the dense draws.
-#
-# In eager mode every op (the raw draw, `* (max - min) + min`, erfinv, the scale) writes a
-# fresh full-size tensor; in a graph TensorFlow reuses the buffers, which makes the draws
-# 1.3x-2x faster. The graphs below run the very ops of the generic path (`keras.random.*` on
-# the TensorFlow backend is `tf.random.stateless_*` with the seed cast as Keras casts it), so
-# they return the same values. Each is traced once per law and dtype (the shape is a tensor
-# argument) and only used eagerly: inside an outer `tf.function` the generic path is already
-# a graph, and keeps its static shape.
-# ----------------------------------------------------------------------------------------------
-
-_TF_GRAPHS: dict = {}
-
-
-def _use_tensorflow_graph() -> bool:
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return tf.executing_eagerly()
-
-
-def _tensorflow_seed(seed):
-    """The int32 seed pair Keras's TensorFlow backend passes to `tf.random.stateless_*`."""
-    import tensorflow as tf
-
-    if isinstance(seed, keras.random.SeedGenerator):
-        state = tf.convert_to_tensor(seed.next())
-    else:
-        state = tf.constant([seed, 0], dtype=tf.int64)
-    if state.dtype != tf.int32:
-        state = tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
-    return state
-
-
-def _tensorflow_graph(law: str, work_dtype: str):
-    import tensorflow as tf
-
-    tf_dtype = tf.as_dtype(work_dtype)
-
-    def draw(shape_tensor, seed_pair, scale):
-        if law == "normal":
-            return tf.random.stateless_normal(
-                shape_tensor, seed=seed_pair, mean=0.0, stddev=scale, dtype=tf_dtype
-            )
-        if law == "uniform":
-            return tf.random.stateless_uniform(
-                shape_tensor, seed=seed_pair, minval=-scale, maxval=scale, dtype=tf_dtype
-            )
-        bound = tf.random.stateless_uniform(
-            shape_tensor,
-            seed=seed_pair,
-            minval=tf.constant(-_ERF_SQRT2, tf_dtype),
-            maxval=tf.constant(_ERF_SQRT2, tf_dtype),
-            dtype=tf_dtype,
-        )
-        # `scale` arrives as sqrt(2) * stddev, rounded once as in the generic path.
-        return tf.math.erfinv(bound) * scale
-
-    signature = [
-        tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([2], tf.int32),
-        tf.TensorSpec([], tf_dtype),
-    ]
-    return tf.function(draw, input_signature=signature, autograph=False)
-
-
-def _tensorflow_draw(law: str, shape, scale: float, work_dtype: str, seed):
-    import tensorflow as tf
-
-    key = (law, work_dtype)
-    graph = _TF_GRAPHS.get(key)
-    if graph is None:
-        graph = _TF_GRAPHS[key] = _tensorflow_graph(law, work_dtype)
-    shape_tensor = tf.constant(shape, dtype=tf.int32, shape=[len(shape)])
-    if law == "truncated_normal":
-        scale = _SQRT2 * scale
-    scale_tensor = tf.constant(scale, dtype=work_dtype)
-    values = graph(shape_tensor, _tensorflow_seed(seed), scale_tensor)
-    return tf.ensure_shape(values, shape)
 
 
 def _uniform_to_normal(uniforms, work_dtype: str):

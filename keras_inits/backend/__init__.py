@@ -1,0 +1,53 @@
+"""The backend seam: the only place that imports TensorFlow, JAX or PyTorch.
+
+Keras 3 runs on tensorflow, jax and torch. What keras_inits needs from the backend itself
+is small, and each backend module (``tensorflow.py``, ``jax.py``, ``torch.py``) provides the
+same functions:
+
+* ``elementwise_derivative(function)``: ``phi'`` of an element-wise activation by the
+  backend's autodiff, as a NumPy ``float64 -> float64`` function (``None`` when the backend
+  cannot differentiate it);
+* ``probe_gradients(...)``: one probe pass that also returns ``d loss / d output`` of every
+  recorded layer output and ``d loss / d kernel`` (see :mod:`keras_inits._probe`);
+* ``fast_dense_draw(law, shape, scale, work_dtype, seed)``: an optional faster draw of the
+  very values the generic ``keras.random`` path gives (``None``: use the generic path);
+* ``to_numpy(value)``: a variable or tensor as a NumPy array, without the warnings that
+  ``keras.ops.convert_to_numpy`` or ``variable.numpy()`` raise on some backends.
+
+:func:`current` returns the module of the active Keras backend, imported on first use, so
+importing keras_inits never imports a framework that Keras does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import keras
+
+SUPPORTED_BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
+
+_MODULES: dict[str, ModuleType] = {}
+
+
+def name() -> str:
+    """The active Keras backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
+    return keras.backend.backend()
+
+
+def current() -> ModuleType:
+    """The keras_inits backend module of the active Keras backend.
+
+    Raises:
+        ValueError: for a Keras backend keras_inits does not support (``numpy``, ``openvino``).
+    """
+    backend = name()
+    module = _MODULES.get(backend)
+    if module is None:
+        if backend not in SUPPORTED_BACKENDS:
+            raise ValueError(
+                f"keras_inits supports the Keras backends {SUPPORTED_BACKENDS}. "
+                f"Received: KERAS_BACKEND={backend!r}"
+            )
+        module = _MODULES[backend] = importlib.import_module(f"keras_inits.backend.{backend}")
+    return module
