@@ -55,6 +55,7 @@ TensorShape([2, 4])
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 import warnings
@@ -469,6 +470,8 @@ class LayerProbe:
         if self._pre_activations and _has_swappable_activation(layer):
             original_activation = layer.activation
 
+            # Looks like the original (its name gives the bounds the statistics read).
+            @functools.wraps(original_activation)
             def recording_activation(inputs: Any, *args: Any, **kwargs: Any) -> Any:
                 if state["in_first_call"] and record.pre_activations is None:
                     record.pre_activations = tuple(keras.tree.flatten(inputs))
