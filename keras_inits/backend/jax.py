@@ -63,6 +63,11 @@ def loss_gradients(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """One differentiated probe pass: the values, ``d loss / d tap`` and ``d loss / d kernel``.
 
+    ``jax.grad`` of the loss with respect to zero "taps" added to the probed outputs and
+    to the kernels' values, read through a ``keras.StatelessScope`` (as
+    ``model.stateless_call`` does). The taps' shapes come from one ``jax.eval_shape`` of
+    the same pass first (tracing only, no arithmetic).
+
     Args:
         run: ``run(tap) -> (loss, kept)``: runs the probed forward pass and the loss with
             ``tap`` applied to every recorded floating output (the pass goes on with what
@@ -72,11 +77,6 @@ def loss_gradients(
     Returns:
         ``(values, tap_gradients, kernel_gradients)``: ``kept`` as NumPy arrays, and one
         float32 NumPy array per tap (in the order ``tap`` was called) and per kernel.
-
-    ``jax.grad`` of the loss with respect to zero "taps" added to the probed outputs and
-    to the kernels' values, read through a ``keras.StatelessScope`` (as
-    ``model.stateless_call`` does). The taps' shapes come from one ``jax.eval_shape`` of
-    the same pass first (tracing only, no arithmetic).
     """
     shapes: list[jax.ShapeDtypeStruct] = []
 

@@ -75,6 +75,11 @@ def loss_gradients(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """One differentiated probe pass: the values, ``d loss / d tap`` and ``d loss / d kernel``.
 
+    A ``tf.GradientTape`` watches zero "taps" added to the probed outputs and the kernels'
+    values, read through a ``keras.StatelessScope`` (so frozen kernels get a gradient too
+    and no variable is written). An output carrying ``_keras_logits`` keeps them, moved by
+    the tap (see :func:`_logits_shift`).
+
     Args:
         run: ``run(tap) -> (loss, kept)``: runs the probed forward pass and the loss with
             ``tap`` applied to every recorded floating output (the pass goes on with what

@@ -54,6 +54,10 @@ def loss_gradients(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """One differentiated probe pass: the values, ``d loss / d tap`` and ``d loss / d kernel``.
 
+    ``torch.autograd.grad`` of the loss with respect to zero "taps" added to the probed
+    outputs and to detached copies of the kernels read through a ``keras.StatelessScope``
+    (so frozen kernels, whose parameters do not require a gradient, get one too).
+
     Args:
         run: ``run(tap) -> (loss, kept)``: runs the probed forward pass and the loss with
             ``tap`` applied to every recorded floating output (the pass goes on with what
@@ -63,10 +67,6 @@ def loss_gradients(
     Returns:
         ``(values, tap_gradients, kernel_gradients)``: ``kept`` as NumPy arrays, and one
         float32 NumPy array per tap (in the order ``tap`` was called) and per kernel.
-
-    ``torch.autograd.grad`` of the loss with respect to zero "taps" added to the probed
-    outputs and to detached copies of the kernels read through a ``keras.StatelessScope``
-    (so frozen kernels, whose parameters do not require a gradient, get one too).
     """
     taps: list[torch.Tensor] = []
 
