@@ -29,9 +29,10 @@ import random as python_random
 from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import keras
+import numpy as np
 from keras import ops
 
-from keras_inits import _sampling
+from keras_inits import _sampling, backend
 from keras_inits._activations import deserialize_activation, serialize_activation
 from keras_inits.fans import Layout, check_layout, compute_fans
 from keras_inits.gains import gain as activation_gain
@@ -39,19 +40,29 @@ from keras_inits.gains import gain as activation_gain
 __all__ = ["Dirac", "He", "ScaledRandom", "Sparse", "Xavier"]
 
 Mode = Literal["fan_in", "fan_out"]
-Distribution = Literal["truncated_normal", "normal", "uniform"]
+Distribution = Literal["truncated_normal", "untruncated_normal", "uniform", "normal"]
 Activation = Union[str, Callable[..., Any], dict, None]
 Seed = Union[int, keras.random.SeedGenerator, dict, None]
 
 MODES = ("fan_in", "fan_out")
-DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
+#: Keras's `VarianceScaling` vocabulary. As there, "normal" is an alias of "truncated_normal".
+DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform", "normal")
+_DISTRIBUTION_ALIASES = {"normal": "truncated_normal"}
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+# Martens (2010)'s number of non-zero incoming weights per unit: Sparse's default.
+DEFAULT_CONNECTIONS = 15
 
 # Standard deviation of a standard normal truncated to [-2, 2] (as in Keras's VarianceScaling).
 TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 # Largest seed `keras.random.SeedGenerator` draws by default; the base seed for seed=None.
 _DEFAULT_SEED_RANGE = (1, int(1e9))
+# An int seed is a non-negative int64.
+_SEED_LIMIT = 2**63
+# Keras's JAX backend takes seeds below 2**32 (uint32) and torch reduces them modulo 2**32:
+# a larger seed is folded to 32 bits by a SeedSequence, the same on every backend.
+_PORTABLE_SEED_LIMIT = 2**32
 # seed=None: call n of an instance draws with seed (base + n * stride) mod modulus.
 _CALL_SEED_STRIDE = 1_000_003
 _CALL_SEED_MODULUS = 2**31 - 1
@@ -66,21 +77,52 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(
             f"Argument `{name}` must be one of {', '.join(repr(c) for c in choices)}. "
-            f"Received: {name}={value}"
+            f"Received: {name}={value!r}"
         )
     return value
+
+
+def _check_distribution(value: Any) -> str:
+    """The canonical name of a Keras `VarianceScaling` distribution ("normal" is truncated)."""
+    distribution = _check_choice("distribution", value, DISTRIBUTIONS)
+    return _DISTRIBUTION_ALIASES.get(distribution, distribution)
 
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_positive(name: str, value: Any) -> float:
     if not _is_real(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(
-            f"Argument `{name}` must be a positive finite number. Received: {name}={value}"
+            f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def _check_int_seed(seed: Any) -> int:
+    seed = int(seed)
+    if not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(
+            f"Argument `seed` must be an int in [0, 2**63). Received: seed={seed!r}"
+        )
+    return seed
+
+
+def _portable_seed(seed: int) -> int:
+    """`seed` itself below 2**32; a 32-bit fold of it (the same on every backend) above."""
+    if seed < _PORTABLE_SEED_LIMIT:
+        return seed
+    return int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint32)[0])
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (so that configs stay JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _standardize_seed(seed: Any):
@@ -91,11 +133,11 @@ def _standardize_seed(seed: Any):
         seed = keras.saving.deserialize_keras_object(seed)
     if isinstance(seed, keras.random.SeedGenerator):
         return seed
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return int(seed)
+    if _is_int(seed):
+        return _portable_seed(_check_int_seed(seed))
     raise ValueError(
         "Argument `seed` must be an int, a `keras.random.SeedGenerator` or None. "
-        f"Received: seed={seed}"
+        f"Received: seed={seed!r}"
     )
 
 
@@ -105,13 +147,13 @@ def _standardize_call(shape: Any, dtype: Any) -> tuple[tuple[int, ...], str]:
         dims = tuple(shape)
     except TypeError:
         raise ValueError(
-            f"Argument `shape` must be a sequence of ints. Received: shape={shape}"
+            f"Argument `shape` must be a sequence of ints. Received: shape={shape!r}"
         ) from None
     for dim in dims:
-        if not isinstance(dim, numbers.Integral) or isinstance(dim, bool) or dim < 0:
+        if not _is_int(dim) or dim < 0:
             raise ValueError(
                 "Argument `shape` must be fully defined, with non-negative int dimensions. "
-                f"Received: shape={shape}"
+                f"Received: shape={shape!r}"
             )
     dims = tuple(int(dim) for dim in dims)
     if dtype is None:
@@ -123,7 +165,15 @@ def _standardize_call(shape: Any, dtype: Any) -> tuple[tuple[int, ...], str]:
     if standardized not in FLOAT_DTYPES:
         raise ValueError(
             f"Argument `dtype` must be a floating-point dtype, one of {', '.join(FLOAT_DTYPES)}. "
-            f"Received: dtype={dtype}"
+            f"Received: dtype={dtype!r}"
+        )
+    if standardized == "float64" and not backend.current().float64_available():
+        raise ValueError(
+            "float64 weights need JAX's 64-bit mode, which is off: set the environment "
+            "variable JAX_ENABLE_X64=1 before Python starts, or run "
+            "`jax.config.update('jax_enable_x64', True)` before building the model "
+            "(without it JAX silently draws float32). "
+            f"Received: dtype={dtype!r}"
         )
     return dims, standardized
 
@@ -133,7 +183,7 @@ def _draw(distribution: str, shape: tuple[int, ...], variance: float, dtype: str
     if distribution == "truncated_normal":
         stddev = math.sqrt(variance) / TRUNCATED_NORMAL_STD
         return _sampling.truncated_normal(shape, stddev, dtype, seed)
-    if distribution == "normal":
+    if distribution == "untruncated_normal":
         return _sampling.normal(shape, math.sqrt(variance), dtype, seed)
     return _sampling.uniform(shape, math.sqrt(3.0 * variance), dtype, seed)
 
@@ -149,7 +199,7 @@ class _SeededInitializer(keras.initializers.Initializer):
 
     def __init__(self, seed: Seed = None) -> None:
         self.seed = _standardize_seed(seed)
-        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if _is_int(seed):
             seed = int(seed)
         self._init_seed = seed
         self._calls = 0
@@ -179,10 +229,10 @@ class _ActivationInitializer(_SeededInitializer):
         if not isinstance(activation_kwargs, Mapping):
             raise TypeError(
                 "Argument `activation_kwargs` must be a dict or None. "
-                f"Received: activation_kwargs={activation_kwargs}"
+                f"Received: activation_kwargs={activation_kwargs!r}"
             )
         self.activation = activation
-        self.activation_kwargs = dict(activation_kwargs)
+        self.activation_kwargs = {key: _plain(value) for key, value in activation_kwargs.items()}
         super().__init__(seed=seed)
 
     def _gain(self, direction: str) -> float:
@@ -225,11 +275,15 @@ class He(_ActivationInitializer):
     With the standard layout a depthwise kernel gets fan_in = prod(k) * channels, i.e. a std
     sqrt(channels) times too small.
 
-    - `"truncated_normal"`: N(0, s^2) truncated to [-2 s, 2 s] with
-      s = sqrt(Var) / 0.87962566103423978, so the truncated values have variance Var (as in
-      Keras's `VarianceScaling`); drawn without rejection by the inverse CDF.
-    - `"normal"`: N(0, Var), untruncated. (Unlike Keras's `VarianceScaling`, where
-      `"normal"` means truncated.)
+    `distribution` takes the vocabulary of Keras's `VarianceScaling`:
+
+    - `"truncated_normal"` (and its alias `"normal"`, as in Keras): N(0, s^2) truncated to
+      [-2 s, 2 s] with s = sqrt(Var) / 0.87962566103423978, so the truncated values have
+      variance Var (as in Keras's `VarianceScaling`); drawn without rejection by the
+      inverse CDF. Behaviour change in 0.2: in 0.1 `"normal"` meant untruncated; it now
+      means what it means in Keras (truncated), and `get_config` stores
+      `"truncated_normal"`. Ask for `"untruncated_normal"` to keep 0.1's law.
+    - `"untruncated_normal"`: N(0, Var).
     - `"uniform"`: U(-limit, limit) with limit = sqrt(3 Var).
 
     Examples:
@@ -248,8 +302,9 @@ class He(_ActivationInitializer):
             (registered with `keras.saving.register_keras_serializable` to be saved), or
             `None` (linear).
         mode: `"fan_in"` (forward variance) or `"fan_out"` (backward variance).
-        distribution: `"truncated_normal"`, `"normal"` or `"uniform"`.
-        seed: An int (the same values on every call, and after `from_config`), a
+        distribution: `"truncated_normal"`, `"untruncated_normal"`, `"uniform"`, or
+            `"normal"` (an alias of `"truncated_normal"`, as in Keras).
+        seed: An int in [0, 2**63) (the same values on every call, and after `from_config`), a
             `keras.random.SeedGenerator` (new values on every call) or `None` (new values on
             every call, so one instance can be shared by many layers; unlike Keras's own
             initializers, whose unseeded instances repeat their values).
@@ -278,7 +333,7 @@ class He(_ActivationInitializer):
         layout: Layout = "standard",
     ) -> None:
         self.mode = _check_choice("mode", mode, MODES)
-        self.distribution = _check_choice("distribution", distribution, DISTRIBUTIONS)
+        self.distribution = _check_distribution(distribution)
         self.layout = check_layout(layout)
         super().__init__(activation, activation_kwargs, seed)
         self.gain = self._gain("forward" if mode == "fan_in" else "backward")
@@ -317,9 +372,11 @@ class Xavier(_ActivationInitializer):
     `keras_inits.fans.compute_fans(shape, layout)` (pass `layout="depthwise"` for a
     depthwise kernel and `layout="transpose"` for a transposed convolution's: Keras cannot
     tell an initializer which layer it draws for; see `He`).
-    The distributions are those of `He`: `"uniform"` is U(-sqrt(3 Var), sqrt(3 Var)),
-    `"normal"` is N(0, Var), `"truncated_normal"` is N(0, s^2) truncated at +-2 s with
-    s = sqrt(Var) / 0.87962566103423978 (variance Var after truncation).
+    The distributions are those of `He` (Keras's `VarianceScaling` vocabulary):
+    `"uniform"` is U(-sqrt(3 Var), sqrt(3 Var)), `"untruncated_normal"` is N(0, Var),
+    `"truncated_normal"` and its alias `"normal"` are N(0, s^2) truncated at +-2 s with
+    s = sqrt(Var) / 0.87962566103423978 (variance Var after truncation). Behaviour change in
+    0.2: `"normal"` meant untruncated in 0.1.
 
     Examples:
 
@@ -328,12 +385,13 @@ class Xavier(_ActivationInitializer):
     >>> values = initializer(shape=(256, 128))
 
     >>> # Usage in a Keras layer:
-    >>> initializer = Xavier("relu", distribution="normal")
+    >>> initializer = Xavier("relu", distribution="untruncated_normal")
     >>> layer = keras.layers.Dense(3, kernel_initializer=initializer)
 
     Args:
         activation: The activation that follows the layer (as in `He`); default linear.
-        distribution: `"uniform"`, `"normal"` or `"truncated_normal"`.
+        distribution: `"uniform"`, `"untruncated_normal"`, `"truncated_normal"` or
+            `"normal"` (an alias of `"truncated_normal"`).
         seed: An int, a `keras.random.SeedGenerator` or `None`, as in `He`.
         activation_kwargs: Keyword arguments of the activation.
         layout: `"standard"`, `"depthwise"` or `"transpose"`, as in `He`.
@@ -355,7 +413,7 @@ class Xavier(_ActivationInitializer):
         activation_kwargs: Mapping[str, Any] | None = None,
         layout: Layout = "standard",
     ) -> None:
-        self.distribution = _check_choice("distribution", distribution, DISTRIBUTIONS)
+        self.distribution = _check_distribution(distribution)
         self.layout = check_layout(layout)
         super().__init__(activation, activation_kwargs, seed)
         self.forward_gain = self._gain("forward")
@@ -398,7 +456,8 @@ class Sparse(_ActivationInitializer):
 
     The non-zeros are i.i.d. N(0, std^2), with
 
-        k   = connections, or round((1 - sparsity) * fan_in) (halves up, at least 1)
+        k   = connections, or round((1 - sparsity) * fan_in) (halves up, at least 1), or,
+              when neither is given, min(15, fan_in) (Martens's 15 connections)
         std = g_f / sqrt(k) by default,   g_f = 1 / sqrt(E[phi(z)^2])
 
     so the pre-activation variance is kept as with a dense He initialization.
@@ -414,8 +473,10 @@ class Sparse(_ActivationInitializer):
     >>> layer = keras.layers.Dense(3, kernel_initializer=initializer)
 
     Args:
-        sparsity: Fraction of zero incoming weights per unit, in [0, 1). Give exactly one of
-            `sparsity` and `connections`.
+        sparsity: Fraction of zero incoming weights per unit, in [0, 1). Give at most one of
+            `sparsity` and `connections`; with neither, `k = min(15, fan_in)`, so that
+            `Sparse()` (and `keras.initializers.get("keras_inits>Sparse")`) works on any
+            kernel.
         connections: Number `k >= 1` of non-zero incoming weights per unit; at most `fan_in`.
         activation: The activation that follows the layer, for the default `std`.
         std: Standard deviation of the non-zeros (a positive number), or `None` for
@@ -442,26 +503,23 @@ class Sparse(_ActivationInitializer):
         layout: Layout = "standard",
     ) -> None:
         self.layout = check_layout(layout)
-        if (sparsity is None) == (connections is None):
+        if sparsity is not None and connections is not None:
             raise ValueError(
-                "Exactly one of the arguments `sparsity` and `connections` must be given. "
-                f"Received: sparsity={sparsity}, connections={connections}"
+                "At most one of the arguments `sparsity` and `connections` can be given. "
+                f"Received: sparsity={sparsity!r}, connections={connections!r}"
             )
         if sparsity is not None:
             if not _is_real(sparsity) or not 0.0 <= sparsity < 1.0:
                 raise ValueError(
-                    f"Argument `sparsity` must be a number in [0, 1). Received: sparsity={sparsity}"
+                    "Argument `sparsity` must be a number in [0, 1). "
+                    f"Received: sparsity={sparsity!r}"
                 )
             sparsity = float(sparsity)
         if connections is not None:
-            if (
-                not isinstance(connections, numbers.Integral)
-                or isinstance(connections, bool)
-                or connections < 1
-            ):
+            if not _is_int(connections) or connections < 1:
                 raise ValueError(
                     "Argument `connections` must be an int >= 1. "
-                    f"Received: connections={connections}"
+                    f"Received: connections={connections!r}"
                 )
             connections = int(connections)
         if std is not None:
@@ -476,6 +534,8 @@ class Sparse(_ActivationInitializer):
         """The number `k` of non-zero incoming weights per unit for a given `fan_in`."""
         if self.connections is not None:
             return self.connections
+        if self.sparsity is None:
+            return min(DEFAULT_CONNECTIONS, fan_in)
         return max(1, math.floor((1.0 - self.sparsity) * fan_in + 0.5))
 
     def __call__(self, shape, dtype=None):
@@ -558,7 +618,7 @@ class Dirac(keras.initializers.Initializer):
 
     def __init__(self, gain: float = 1.0) -> None:
         if not _is_real(gain) or not math.isfinite(gain):
-            raise ValueError(f"Argument `gain` must be a finite number. Received: gain={gain}")
+            raise ValueError(f"Argument `gain` must be a finite number. Received: gain={gain!r}")
         self.gain = float(gain)
 
     def __call__(self, shape, dtype=None):
@@ -566,7 +626,7 @@ class Dirac(keras.initializers.Initializer):
         if not 2 <= len(shape) <= 5:
             raise ValueError(
                 "Dirac needs a kernel of rank 2 (dense) or 3 to 5 (channels-last Conv1D/2D/3D). "
-                f"Received: shape={shape}"
+                f"Received: shape={shape!r}"
             )
         if math.prod(shape) == 0:
             return ops.zeros(shape, dtype=dtype)
@@ -588,12 +648,17 @@ class Dirac(keras.initializers.Initializer):
 class ScaledRandom(_SeededInitializer):
     """The classic `randn * 0.01`: zero-mean values with a fixed scale, whatever the shape.
 
-        "normal":           N(0, scale^2)
+        "normal", "untruncated_normal": N(0, scale^2)
         "uniform":          U(-scale, scale)
         "truncated_normal": N(0, scale^2) truncated to [-2 scale, 2 scale]; `scale` is the
                             standard deviation of the normal *before* truncation (as in
                             `keras.initializers.TruncatedNormal(stddev=scale)`), so the values
                             have standard deviation 0.87962566103423978 * scale.
+
+    Here `"normal"` keeps the meaning of `keras.initializers.RandomNormal` (untruncated), the
+    classic `randn * scale`; `"untruncated_normal"` is accepted as the same law, so the
+    vocabulary of `He` and `Xavier` works here too. (In `He`/`Xavier`, as in Keras's
+    `VarianceScaling`, `"normal"` is truncated.)
 
     Examples:
 
@@ -607,8 +672,13 @@ class ScaledRandom(_SeededInitializer):
 
     Args:
         scale: A positive finite number (see the laws above).
-        distribution: `"normal"`, `"uniform"` or `"truncated_normal"`.
+        distribution: `"normal"` or `"untruncated_normal"` (untruncated), `"uniform"` or
+            `"truncated_normal"`.
         seed: An int, a `keras.random.SeedGenerator` or `None`, as in `He`.
+
+    Raises:
+        ValueError: If `scale` is not a positive finite number, or `distribution` or `seed`
+            is not one of the values above.
 
     Reference:
         - [Glorot & Bengio, 2010](https://proceedings.mlr.press/v9/glorot10a.html), whose
@@ -631,7 +701,7 @@ class ScaledRandom(_SeededInitializer):
             return ops.zeros(shape, dtype=dtype)
         if self.distribution == "truncated_normal":
             return _sampling.truncated_normal(shape, self.scale, dtype, self._seed_for_call())
-        if self.distribution == "normal":
+        if self.distribution in ("normal", "untruncated_normal"):
             return _sampling.normal(shape, self.scale, dtype, self._seed_for_call())
         return _sampling.uniform(shape, self.scale, dtype, self._seed_for_call())
 

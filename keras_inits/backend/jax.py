@@ -23,3 +23,10 @@ def elementwise_derivative(function: Callable) -> Callable[[np.ndarray], np.ndar
 def fast_dense_draw(law: str, shape, scale: float, work_dtype: str, seed):
     """No fast path on this backend: the generic keras.random draw is used."""
     return None
+
+
+def float64_available() -> bool:
+    """Whether JAX can hold float64 values: only with its 64-bit mode (``jax_enable_x64``) on."""
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))

@@ -23,3 +23,8 @@ def elementwise_derivative(function: Callable) -> Callable[[np.ndarray], np.ndar
 def fast_dense_draw(law: str, shape, scale: float, work_dtype: str, seed):
     """No fast path on this backend: the generic keras.random draw is used."""
     return None
+
+
+def float64_available() -> bool:
+    """PyTorch always has float64 tensors."""
+    return True
