@@ -31,6 +31,11 @@ FLOAT64 = ["float64"] if backend.current().float64_available() else []
 FLOAT_DTYPES = ["float16", "bfloat16", "float32"] + FLOAT64
 # The widest float dtype the backend holds.
 WIDEST_DTYPE = (FLOAT64 or ["float32"])[0]
+# A few shapes of ranks 2 to 5 (odd and even taps, square and rectangular channels): JAX
+# compiles every op once per new shape, so property tests draw from a fixed set.
+PROPERTY_SHAPES = [(6, 1), (1, 5), (3, 4, 2), (2, 5, 3, 3), (3, 2, 4, 2, 5), (4, 3, 6, 5)]
+# Examples per property test; fewer on JAX, where each new shape and dtype compiles anew.
+PROPERTY_EXAMPLES = 8 if backend.name() == "jax" else 30
 # One instance of every class, each able to initialize a (4, 3, 6, 5) kernel.
 EVERY_INITIALIZER = {
     "He": lambda: He(seed=1),
@@ -510,11 +515,6 @@ def expected_dirac(shape, gain_value):
     return kernel
 
 
-# A few shapes of ranks 2 to 5 (odd and even taps, square and rectangular channels): JAX
-# compiles every op once per new shape, so property tests draw from a fixed set.
-PROPERTY_SHAPES = [(6, 1), (1, 5), (3, 4, 2), (2, 5, 3, 3), (3, 2, 4, 2, 5), (4, 3, 6, 5)]
-# Examples per property test; fewer on JAX, where each new shape and dtype compiles anew.
-PROPERTY_EXAMPLES = 8 if backend.name() == "jax" else 30
 
 
 @given(
