@@ -9,23 +9,33 @@ exactly.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from unittest import mock
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from keras_inits import Dirac, He, ScaledRandom, Sparse, Xavier, _sampling, backend
+from keras_inits.fans import compute_fans
 from keras_inits.gains import gain
 
 KS_P_MIN = 1e-4
 TRUNCATED_STD = 0.87962566103423978
-FLOAT_DTYPES = ["float16", "bfloat16", "float32", "float64"]
+# float64 exists on JAX only in its 64-bit mode (off by default): there it is a clear error.
+FLOAT64 = ["float64"] if backend.current().float64_available() else []
+FLOAT_DTYPES = ["float16", "bfloat16", "float32"] + FLOAT64
+# The widest float dtype the backend holds.
+WIDEST_DTYPE = (FLOAT64 or ["float32"])[0]
+# A few shapes of ranks 2 to 5 (odd and even taps, square and rectangular channels): JAX
+# compiles every op once per new shape, so property tests draw from a fixed set.
+PROPERTY_SHAPES = [(6, 1), (1, 5), (3, 4, 2), (2, 5, 3, 3), (3, 2, 4, 2, 5), (4, 3, 6, 5)]
+# Examples per property test; fewer on JAX, where each new shape and dtype compiles anew.
+PROPERTY_EXAMPLES = 8 if backend.name() == "jax" else 30
 # One instance of every class, each able to initialize a (4, 3, 6, 5) kernel.
 EVERY_INITIALIZER = {
     "He": lambda: He(seed=1),
@@ -38,12 +48,15 @@ RANDOM_INITIALIZERS = ["He", "Xavier", "Sparse", "ScaledRandom"]
 
 
 def to_numpy(tensor) -> np.ndarray:
-    # `keras.ops.convert_to_numpy` warns under NumPy 2 on the TensorFlow backend.
-    return tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
+    return backend.current().to_numpy(tensor)
 
 
 def values_of(initializer, shape, dtype=None) -> np.ndarray:
-    return to_numpy(keras.ops.cast(initializer(shape, dtype), "float64"))
+    """The values as float64 NumPy (through float32 for narrower dtypes: exact)."""
+    tensor = initializer(shape, dtype)
+    if keras.backend.standardize_dtype(tensor.dtype) != "float64":
+        tensor = keras.ops.cast(tensor, "float32")
+    return to_numpy(tensor).astype(np.float64)
 
 
 def assert_law(sample: np.ndarray, distribution) -> None:
@@ -52,8 +65,11 @@ def assert_law(sample: np.ndarray, distribution) -> None:
 
 
 def claimed_law(distribution: str, variance: float):
-    """The scipy distribution a He/Xavier docstring promises for a given variance."""
-    if distribution == "normal":
+    """The scipy distribution a He/Xavier docstring promises for a given variance.
+
+    As in Keras's `VarianceScaling`, "normal" is "truncated_normal".
+    """
+    if distribution == "untruncated_normal":
         return stats.norm(0.0, math.sqrt(variance))
     if distribution == "uniform":
         limit = math.sqrt(3.0 * variance)
@@ -69,7 +85,7 @@ def claimed_law(distribution: str, variance: float):
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
 @pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
-@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+@pytest.mark.parametrize("distribution", ["untruncated_normal", "normal", "uniform"])
 def test_he_law(activation, mode, distribution):
     shape = (100, 160)
     direction = "forward" if mode == "fan_in" else "backward"
@@ -81,7 +97,7 @@ def test_he_law(activation, mode, distribution):
 
 def test_he_relu_is_kerass_he_normal_variance():
     # Without the gains module: relu's gain is sqrt(2), so std = sqrt(2 / fan_in).
-    sample = values_of(He("relu", distribution="normal", seed=3), (200, 100))
+    sample = values_of(He("relu", distribution="untruncated_normal", seed=3), (200, 100))
     assert_law(sample, stats.norm(0.0, math.sqrt(2.0 / 200)))
 
 
@@ -102,6 +118,121 @@ def test_he_truncated_normal_law_variance_and_bounds(activation):
     assert sample.var() == pytest.approx(variance, rel=0.03)
 
 
+# ----------------------------------------------------------------------------------------------
+# Kernel layouts: fans of depthwise and transposed kernels, on real layers.
+# ----------------------------------------------------------------------------------------------
+
+# Relative tolerance of a measured pre-activation std against the analytic one.
+LAYER_STD_TOLERANCE = 0.10
+
+
+@pytest.mark.parametrize(
+    "shape, layout, expected",
+    [
+        ((784, 500), "standard", (784, 500)),
+        ((3, 3, 16, 80), "standard", (144, 720)),
+        ((3, 3, 64, 1), "depthwise", (9, 9)),
+        ((5, 64, 2), "depthwise", (5, 10)),
+        ((3, 3, 32, 64), "transpose", (576, 288)),
+        ((2, 2, 2, 8, 4), "transpose", (32, 64)),
+    ],
+)
+def test_compute_fans_layouts(shape, layout, expected):
+    assert compute_fans(shape, layout) == expected
+
+
+def test_compute_fans_bad_layout():
+    with pytest.raises(ValueError, match="Received: layout='pointwise'"):
+        compute_fans((3, 3, 4, 4), "pointwise")
+
+
+def test_compute_fans_depthwise_needs_a_convolution_kernel():
+    with pytest.raises(ValueError, match=r"Received: shape=\(4, 4\)"):
+        compute_fans((4, 4), "depthwise")
+
+
+@pytest.mark.parametrize("cls", [He, Xavier])
+def test_bad_layout(cls):
+    with pytest.raises(ValueError, match="Received: layout='channels_first'"):
+        cls(layout="channels_first")
+
+
+def test_sparse_bad_layout():
+    with pytest.raises(ValueError, match="Received: layout=None"):
+        Sparse(connections=3, layout=None)
+
+
+def relu_inputs(shape, seed):
+    """relu(z), z ~ N(0, 1): the input of a layer that follows a unit-variance ReLU layer."""
+    z = np.random.default_rng(seed).standard_normal(shape).astype("float32")
+    return np.maximum(z, 0.0)
+
+
+def test_depthwise_conv2d_he_keeps_variance():
+    # fan_in = 9: Var(out) = 9 * (2 / 9) * E[relu(z)^2] = 1.
+    channels = 64
+    layer = keras.layers.DepthwiseConv2D(
+        3,
+        use_bias=False,
+        depthwise_initializer=He("relu", layout="depthwise", seed=7),
+    )
+    outputs = backend.current().to_numpy(layer(relu_inputs((4, 10, 10, channels), 0)))
+    assert outputs.std() == pytest.approx(1.0, rel=LAYER_STD_TOLERANCE)
+    kernel = backend.current().to_numpy(layer.kernel)
+    assert kernel.shape == (3, 3, channels, 1)
+    assert_law(kernel, claimed_law("truncated_normal", 2.0 / 9))
+
+
+def test_depthwise_conv2d_standard_layout_shrinks_the_std_by_sqrt_channels():
+    # What 0.1 did: fan_in = 9 * 64, so the std is 1 / 8 of the analytic one.
+    layer = keras.layers.DepthwiseConv2D(3, use_bias=False, depthwise_initializer=He(seed=7))
+    outputs = backend.current().to_numpy(layer(relu_inputs((4, 10, 10, 64), 0)))
+    assert outputs.std() == pytest.approx(1.0 / 8.0, rel=LAYER_STD_TOLERANCE)
+
+
+def test_conv2d_transpose_he_keeps_variance():
+    # Kernel (3, 3, out, in); fan_in = 9 * in: Var(out) = 9 * in * 2 / (9 * in) * 1/2 = 1 on
+    # the interior pixels (stride 1, every tap lands on an input pixel).
+    filters, channels = 48, 16
+    layer = keras.layers.Conv2DTranspose(
+        filters,
+        3,
+        use_bias=False,
+        kernel_initializer=He("relu", layout="transpose", seed=3),
+    )
+    outputs = backend.current().to_numpy(layer(relu_inputs((4, 10, 10, channels), 1)))
+    interior = outputs[:, 2:-2, 2:-2, :]
+    assert interior.std() == pytest.approx(1.0, rel=LAYER_STD_TOLERANCE)
+    kernel = backend.current().to_numpy(layer.kernel)
+    assert kernel.shape == (3, 3, filters, channels)
+    assert_law(kernel, claimed_law("truncated_normal", 2.0 / (9 * channels)))
+
+
+def test_xavier_depthwise_fans():
+    shape = (3, 3, 64, 2)  # fan_in = 9, fan_out = 18
+    sample = values_of(Xavier(distribution="uniform", layout="depthwise", seed=2), shape)
+    assert_law(sample, claimed_law("uniform", 2.0 / (9 + 18)))
+
+
+def test_sparse_depthwise_counts_taps_per_filter():
+    shape = (3, 3, 16, 2)
+    kernel = values_of(Sparse(connections=4, layout="depthwise", seed=5), shape)
+    per_filter = np.count_nonzero(kernel.reshape(9, 32), axis=0)
+    assert np.all(per_filter == 4)
+
+
+def test_sparse_transpose_counts_incoming_weights_per_output_channel():
+    shape = (3, 3, 5, 6)  # (k, k, out, in): each of the 5 output channels has 54 weights
+    kernel = values_of(Sparse(connections=7, layout="transpose", seed=5), shape)
+    per_output_channel = np.count_nonzero(np.moveaxis(kernel, 2, 0).reshape(5, -1), axis=1)
+    assert np.all(per_output_channel == 7)
+
+
+def test_sparse_depthwise_connections_capped_at_taps():
+    with pytest.raises(ValueError, match="Received: connections=10"):
+        Sparse(connections=10, layout="depthwise")((3, 3, 4, 1))
+
+
 @pytest.mark.parametrize(
     "activation, expected_variance",
     [
@@ -114,12 +245,25 @@ def test_he_truncated_normal_law_variance_and_bounds(activation):
         ),
     ],
 )
-@pytest.mark.parametrize("distribution", ["normal", "uniform", "truncated_normal"])
+@pytest.mark.parametrize("distribution", ["untruncated_normal", "uniform", "truncated_normal"])
 def test_xavier_law(activation, expected_variance, distribution):
     shape = (80, 200)
     variance = expected_variance(*shape)
     initializer = Xavier(activation, distribution=distribution, seed=4)
     assert_law(values_of(initializer, shape), claimed_law(distribution, variance))
+
+
+@pytest.mark.parametrize("cls", [He, Xavier])
+def test_normal_means_truncated_normal_as_in_keras_variance_scaling(cls):
+    # keras/src/initializers/random_initializers.py (3.15): VarianceScaling maps "normal" to
+    # "truncated_normal". Same canonical config, same values for the same seed.
+    alias = cls(distribution="normal", seed=8)
+    assert alias.get_config()["distribution"] == "truncated_normal"
+    assert keras.initializers.VarianceScaling(distribution="normal").distribution == (
+        "truncated_normal"
+    )
+    truncated = cls(distribution="truncated_normal", seed=8)
+    np.testing.assert_array_equal(values_of(alias, (30, 20)), values_of(truncated, (30, 20)))
 
 
 def test_xavier_linear_matches_keras_glorot_uniform_limit():
@@ -161,7 +305,7 @@ def test_sparse_nonzeros_are_normal(initializer, std):
     assert_law(nonzeros, stats.norm(0.0, std))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32"] + FLOAT64)
 def test_inverse_cdf_truncated_normal_sampler(dtype):
     values = to_numpy(
         _sampling.truncated_normal((200, 150), 1.0, dtype, seed=21)
@@ -175,6 +319,7 @@ def test_inverse_cdf_truncated_normal_sampler(dtype):
     assert beyond == pytest.approx(expected, rel=0.25)
 
 
+@pytest.mark.backends("tensorflow")
 @pytest.mark.parametrize("law", ["normal", "uniform", "truncated_normal"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_tensorflow_fast_path_equals_generic_path(law, dtype):
@@ -298,7 +443,7 @@ def test_sparse_units_differ():
 
 
 @given(fan_in=st.integers(1, 200_000))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
 def test_feistel_sides(fan_in):
     side_a, side_b = _sampling.feistel_sides(fan_in)
     assert side_a * side_b >= fan_in
@@ -342,11 +487,12 @@ def test_dirac_is_identity_through_same_convolution(layer_class, kernel_size, in
         padding="same",
         use_bias=False,
         kernel_initializer=Dirac(gain=gain_value),
-        dtype="float64",
+        dtype=WIDEST_DTYPE,
     )
-    inputs = np.random.default_rng(0).normal(size=input_shape)
+    inputs = np.random.default_rng(0).normal(size=input_shape).astype(WIDEST_DTYPE)
     outputs = to_numpy(layer(inputs))
-    np.testing.assert_allclose(outputs, gain_value * inputs, rtol=1e-12, atol=1e-12)
+    tolerance = 1e-12 if WIDEST_DTYPE == "float64" else 1e-6
+    np.testing.assert_allclose(outputs, gain_value * inputs, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (5, 3), (4, 4), (1, 6)])
@@ -369,34 +515,34 @@ def expected_dirac(shape, gain_value):
     return kernel
 
 
+
+
 @given(
-    spatial=st.lists(st.integers(1, 5), min_size=0, max_size=3),
-    channels_in=st.integers(1, 6),
-    channels_out=st.integers(1, 6),
+    shape=st.sampled_from(PROPERTY_SHAPES),
     gain_value=st.floats(-3, 3, allow_nan=False, allow_subnormal=False),
 )
-@settings(max_examples=30, deadline=None)
-def test_dirac_structure_property(spatial, channels_in, channels_out, gain_value):
-    shape = tuple(spatial) + (channels_in, channels_out)
-    kernel = values_of(Dirac(gain_value), shape, "float64")
-    np.testing.assert_array_equal(kernel, expected_dirac(shape, gain_value))
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+def test_dirac_structure_property(shape, gain_value):
+    kernel = values_of(Dirac(gain_value), shape, WIDEST_DTYPE)
+    expected = expected_dirac(shape, gain_value).astype(WIDEST_DTYPE).astype(np.float64)
+    np.testing.assert_array_equal(kernel, expected)
 
 
 # ----------------------------------------------------------------------------------------------
 # Properties over ranks 2-5, dtypes and parameters.
 # ----------------------------------------------------------------------------------------------
 
-shapes_rank_2_to_5 = st.lists(st.integers(1, 6), min_size=2, max_size=5).map(tuple)
+shapes_rank_2_to_5 = st.sampled_from(PROPERTY_SHAPES)
 
 
 @given(
     shape=shapes_rank_2_to_5,
     dtype=st.sampled_from(FLOAT_DTYPES),
-    distribution=st.sampled_from(["truncated_normal", "normal", "uniform"]),
+    distribution=st.sampled_from(["truncated_normal", "untruncated_normal", "uniform"]),
     which=st.sampled_from(["He", "Xavier", "ScaledRandom"]),
     seed=st.integers(0, 2**31 - 1),
 )
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
 def test_dense_random_property(shape, dtype, distribution, which, seed):
     initializer = {
         "He": lambda: He("tanh", distribution=distribution, seed=seed),
@@ -414,10 +560,10 @@ def test_dense_random_property(shape, dtype, distribution, which, seed):
     shape=shapes_rank_2_to_5,
     dtype=st.sampled_from(FLOAT_DTYPES),
     use_sparsity=st.booleans(),
-    fraction=st.floats(0.0, 0.99),
+    fraction=st.sampled_from([0.0, 0.3, 0.75, 0.99]),
     seed=st.integers(0, 2**31 - 1),
 )
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
 def test_sparse_property(shape, dtype, use_sparsity, fraction, seed):
     fan_in = math.prod(shape[:-1])
     if use_sparsity:
@@ -455,7 +601,7 @@ def test_default_dtype_is_floatx(name):
 @pytest.mark.parametrize("name", sorted(EVERY_INITIALIZER))
 @pytest.mark.parametrize("dtype", ["int32", "bool"])
 def test_non_float_dtype_raises(name, dtype):
-    with pytest.raises(ValueError, match=rf"dtype.*Received: dtype={dtype}"):
+    with pytest.raises(ValueError, match=rf"dtype.*Received: dtype='{dtype}'"):
         EVERY_INITIALIZER[name]()((3, 3), dtype=dtype)
 
 
@@ -466,8 +612,11 @@ def test_zero_size_shape_gives_empty_tensor(name, shape):
     assert tuple(tensor.shape) == shape
 
 
+@pytest.mark.backends("tensorflow")
 @pytest.mark.parametrize("name", sorted(EVERY_INITIALIZER))
 def test_inside_tf_function(name):
+    import tensorflow as tf
+
     initializer = EVERY_INITIALIZER[name]()
     traced = tf.function(lambda: initializer((4, 3, 6, 5)))
     inside = traced()
@@ -477,7 +626,10 @@ def test_inside_tf_function(name):
     np.testing.assert_allclose(inside.numpy(), eager, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.backends("tensorflow")
 def test_sparse_and_truncated_normal_trace_with_static_shape():
+    import tensorflow as tf
+
     shapes = []
 
     @tf.function
@@ -489,6 +641,19 @@ def test_sparse_and_truncated_normal_trace_with_static_shape():
 
     traced()
     assert shapes == [(5, 7), (5, 7)]
+
+
+@pytest.mark.backends("jax")
+@pytest.mark.parametrize("name", sorted(EVERY_INITIALIZER))
+def test_inside_jax_jit(name):
+    import jax
+
+    initializer = EVERY_INITIALIZER[name]()
+    inside = jax.jit(lambda: initializer((4, 3, 6, 5)))()
+    assert tuple(inside.shape) == (4, 3, 6, 5)
+    # With an int seed the compiled function draws exactly what eager mode draws.
+    eager = values_of(initializer, (4, 3, 6, 5))
+    np.testing.assert_allclose(np.asarray(inside), eager, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", RANDOM_INITIALIZERS)
@@ -560,6 +725,68 @@ def test_numpy_integer_seed_accepted():
     assert He(seed=np.int64(7)).get_config()["seed"] == 7
 
 
+@pytest.mark.parametrize("cls", [He, Xavier, Sparse, Dirac, ScaledRandom])
+def test_registered_name_gives_a_working_default_instance(cls):
+    initializer = keras.initializers.get(f"keras_inits>{cls.__name__}")
+    assert type(initializer) is cls
+    values = values_of(initializer, (3, 3, 4, 20))
+    assert values.shape == (3, 3, 4, 20)
+    assert np.all(np.isfinite(values)) and np.any(values != 0)
+
+
+def test_numpy_scalars_accepted_like_python_numbers():
+    scaled = ScaledRandom(scale=np.float32(0.25), seed=np.int64(3))
+    np.testing.assert_array_equal(
+        values_of(scaled, (4, 4)), values_of(ScaledRandom(scale=0.25, seed=3), (4, 4))
+    )
+    sparse = Sparse(sparsity=np.float64(0.5), connections=None, std=np.float32(0.5), seed=1)
+    assert sparse.get_config()["sparsity"] == 0.5
+    leaky = He("leaky_relu", activation_kwargs={"negative_slope": np.float32(0.5)}, seed=2)
+    config = leaky.get_config()
+    assert type(config["activation_kwargs"]["negative_slope"]) is float
+    json.dumps(config)
+    assert Sparse(connections=np.int32(4), seed=1).connections_for(10) == 4
+    assert Dirac(gain=np.float16(2.0)).get_config() == {"gain": 2.0}
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, -(2**63)])
+def test_out_of_range_seed_raises(seed):
+    with pytest.raises(ValueError, match=rf"`seed`.*2\*\*63.*Received: seed={seed}"):
+        He(seed=seed)
+
+
+def test_large_seed_is_reproducible_and_config_keeps_it():
+    # Above 2**32 (where JAX's uint32 seeds end) the seed is folded to 32 bits.
+    first = He(seed=2**40)
+    assert first.get_config()["seed"] == 2**40
+    again = He.from_config(first.get_config())
+    np.testing.assert_array_equal(values_of(first, (5, 4)), values_of(again, (5, 4)))
+    assert not np.array_equal(values_of(first, (5, 4)), values_of(He(seed=2**40 + 1), (5, 4)))
+    top = values_of(He(seed=2**63 - 1), (5, 4))
+    assert np.all(np.isfinite(top))
+
+
+@pytest.mark.backends("jax")
+@pytest.mark.parametrize("name", sorted(EVERY_INITIALIZER))
+def test_float64_without_x64_is_a_clear_error_on_jax(name):
+    import jax
+
+    initializer = EVERY_INITIALIZER[name]()
+    with jax.enable_x64(False):
+        assert not backend.current().float64_available()
+        with pytest.raises(ValueError, match=r"JAX_ENABLE_X64=1.*Received: dtype='float64'"):
+            initializer((3, 4), "float64")
+    with jax.enable_x64(True):
+        assert backend.current().float64_available()
+        tensor = initializer((3, 4), "float64")
+        assert keras.backend.standardize_dtype(tensor.dtype) == "float64"
+
+
+@pytest.mark.backends("tensorflow", "torch")
+def test_float64_available():
+    assert backend.current().float64_available()
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input: each names the argument and the value.
 # ----------------------------------------------------------------------------------------------
@@ -571,12 +798,12 @@ def test_he_unknown_activation():
 
 
 def test_he_bad_mode():
-    with pytest.raises(ValueError, match=r"`mode`.*Received: mode=fan_sideways"):
+    with pytest.raises(ValueError, match=r"`mode`.*Received: mode='fan_sideways'"):
         He(mode="fan_sideways")
 
 
 def test_he_bad_distribution():
-    with pytest.raises(ValueError, match=r"`distribution`.*Received: distribution=cauchy"):
+    with pytest.raises(ValueError, match=r"`distribution`.*Received: distribution='cauchy'"):
         He(distribution="cauchy")
 
 
@@ -595,10 +822,11 @@ def test_activation_kwargs_not_a_dict():
         He(activation_kwargs=3)
 
 
-def test_sparse_neither_argument():
-    expected = r"sparsity.*connections.*Received: sparsity=None, connections=None"
-    with pytest.raises(ValueError, match=expected):
-        Sparse()
+def test_sparse_default_is_15_connections_capped_at_fan_in():
+    wide = values_of(Sparse(seed=1), (40, 6))
+    assert np.all(np.count_nonzero(wide, axis=0) == 15)
+    narrow = values_of(Sparse(seed=1), (9, 6))
+    assert np.all(np.count_nonzero(narrow, axis=0) == 9)
 
 
 def test_sparse_sparsity_one():
@@ -664,12 +892,12 @@ def test_dirac_non_finite_gain():
 
 @pytest.mark.parametrize("cls", [He, Xavier, ScaledRandom])
 def test_string_seed(cls):
-    with pytest.raises(ValueError, match=r"`seed`.*Received: seed=abc"):
+    with pytest.raises(ValueError, match=r"`seed`.*Received: seed='abc'"):
         cls(seed="abc")
 
 
 def test_sparse_string_seed():
-    with pytest.raises(ValueError, match=r"`seed`.*Received: seed=abc"):
+    with pytest.raises(ValueError, match=r"`seed`.*Received: seed='abc'"):
         Sparse(connections=1, seed="abc")
 
 

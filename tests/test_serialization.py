@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from custom_activation_helper import scaled_tanh
-from keras_inits import Dirac, He, ScaledRandom, Sparse, Xavier
+from keras_inits import Dirac, He, ScaledRandom, Sparse, Xavier, backend
 
 # Keras's own saving code calls np.array(tensor) (keras/src/backend/tensorflow/core.py), which
 # NumPy 2 flags; nothing of ours.
@@ -38,14 +38,18 @@ NON_DEFAULT = {
         distribution="uniform",
         seed=3,
         activation_kwargs={"approximate": True},
+        layout="depthwise",
     ),
     "Xavier": lambda: Xavier(
         "leaky_relu",
         distribution="truncated_normal",
         seed=4,
         activation_kwargs={"negative_slope": 0.1},
+        layout="transpose",
     ),
-    "Sparse-connections": lambda: Sparse(connections=3, activation="tanh", std=0.2, seed=5),
+    "Sparse-connections": lambda: Sparse(
+        connections=3, activation="tanh", std=0.2, seed=5, layout="transpose"
+    ),
     "Sparse-sparsity": lambda: Sparse(
         sparsity=0.8, activation="leaky_relu", seed=6, activation_kwargs={"negative_slope": 0.3}
     ),
@@ -59,12 +63,14 @@ EXPECTED_CONFIGS = {
         "distribution": "uniform",
         "seed": 3,
         "activation_kwargs": {"approximate": True},
+        "layout": "depthwise",
     },
     "Xavier": {
         "activation": "leaky_relu",
         "distribution": "truncated_normal",
         "seed": 4,
         "activation_kwargs": {"negative_slope": 0.1},
+        "layout": "transpose",
     },
     "Sparse-connections": {
         "sparsity": None,
@@ -73,6 +79,7 @@ EXPECTED_CONFIGS = {
         "std": 0.2,
         "seed": 5,
         "activation_kwargs": {},
+        "layout": "transpose",
     },
     "Sparse-sparsity": {
         "sparsity": 0.8,
@@ -81,6 +88,7 @@ EXPECTED_CONFIGS = {
         "std": None,
         "seed": 6,
         "activation_kwargs": {"negative_slope": 0.3},
+        "layout": "standard",
     },
     "Dirac": {"gain": 2.5},
     "ScaledRandom": {"scale": 0.2, "distribution": "truncated_normal", "seed": 7},
@@ -89,16 +97,23 @@ KERNEL_SHAPE = (3, 3, 4, 5)
 
 
 def values_of(initializer, shape=KERNEL_SHAPE) -> np.ndarray:
-    return initializer(shape).numpy()
+    return backend.current().to_numpy(initializer(shape))
+
+
+# The attributes under which Keras layers keep their main kernel's initializer.
+INITIALIZER_ATTRIBUTES = ("kernel_initializer", "depthwise_initializer")
 
 
 def kernel_initializer_configs(model) -> dict:
-    """{layer name: serialized kernel initializer} of every layer that has one."""
-    return {
-        layer.name: keras.initializers.serialize(layer.kernel_initializer)
-        for layer in model.layers
-        if getattr(layer, "kernel_initializer", None) is not None
-    }
+    """{layer name: serialized kernel (or depthwise kernel) initializer} of every layer."""
+    configs = {}
+    for layer in model.layers:
+        for attribute in INITIALIZER_ATTRIBUTES:
+            initializer = getattr(layer, attribute, None)
+            if initializer is not None:
+                configs[layer.name] = keras.initializers.serialize(initializer)
+                break
+    return configs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,12 +232,14 @@ def build_model_with_every_initializer():
     layers = keras.layers
     dirac = Dirac(gain=2.5)
     x = layers.Conv2D(4, 3, padding="same", kernel_initializer=dirac, name="dirac")(inputs)
-    sparse = NON_DEFAULT["Sparse-connections"]()
-    x = layers.Conv2D(5, 3, activation="tanh", kernel_initializer=sparse, name="sparse")(x)
+    sparse = NON_DEFAULT["Sparse-connections"]()  # layout="transpose"
+    x = layers.Conv2DTranspose(5, 3, activation="tanh", kernel_initializer=sparse, name="sparse")(x)
+    he = NON_DEFAULT["He"]()  # layout="depthwise"
+    x = layers.DepthwiseConv2D(3, activation="gelu", depthwise_initializer=he, name="he")(x)
+    xavier = NON_DEFAULT["Xavier"]()  # layout="transpose"
+    x = layers.Conv2DTranspose(4, 3, kernel_initializer=xavier, name="xavier")(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(8, activation="gelu", kernel_initializer=NON_DEFAULT["He"](), name="he")(x)
     x = layers.Dense(8, kernel_initializer=He(), name="he_unseeded")(x)
-    x = layers.Dense(8, kernel_initializer=NON_DEFAULT["Xavier"](), name="xavier")(x)
     sparse_dense = NON_DEFAULT["Sparse-sparsity"]()
     x = layers.Dense(8, kernel_initializer=sparse_dense, name="sparse_dense")(x)
     scaled = NON_DEFAULT["ScaledRandom"]()
@@ -248,14 +265,16 @@ import keras
 results = {{}}
 for path in sys.argv[1:]:
     model = keras.models.load_model(path, safe_mode=True)
-    results[path] = {{
-        layer.name: {{
-            "config": keras.initializers.serialize(layer.kernel_initializer),
-            "module": type(layer.kernel_initializer).__module__,
-        }}
-        for layer in model.layers
-        if getattr(layer, "kernel_initializer", None) is not None
-    }}
+    results[path] = {{}}
+    for layer in model.layers:
+        for attribute in ("kernel_initializer", "depthwise_initializer"):
+            initializer = getattr(layer, attribute, None)
+            if initializer is not None:
+                results[path][layer.name] = {{
+                    "config": keras.initializers.serialize(initializer),
+                    "module": type(initializer).__module__,
+                }}
+                break
 print("RESULT " + json.dumps(results))
 """
 
@@ -304,9 +323,38 @@ def test_keras_file_loads_in_another_process(saved_models, loaded_in_other_proce
     loaded = loaded_in_other_process[paths["every"]]
     expected = kernel_initializer_configs(models["every"])
     assert {name: entry["config"] for name, entry in loaded.items()} == expected
-    assert {entry["module"] for entry in loaded.values()} == {"keras_inits.initializers"}
+    assert all(entry["module"].startswith("keras_inits.initializers.") for entry in loaded.values())
     assert loaded["dirac"]["config"]["config"] == {"gain": 2.5}
     assert loaded["he_unseeded"]["config"]["config"]["seed"] is None
+
+
+def test_keras_file_written_by_0_1_loads():
+    # tests/data/model_written_by_0.1.keras: saved by keras_inits 0.1 (module
+    # "keras_inits.initializers", no `layout`, He's "normal" meaning untruncated).
+    model = keras.models.load_model(TESTS_DIR / "data" / "model_written_by_0.1.keras")
+    initializers = {
+        layer.name: layer.kernel_initializer
+        for layer in model.layers
+        if getattr(layer, "kernel_initializer", None) is not None
+    }
+    assert {name: type(value) for name, value in initializers.items()} == {
+        "dirac": Dirac,
+        "sparse": Sparse,
+        "he": He,
+        "xavier": Xavier,
+        "sparse_dense": Sparse,
+        "scaled": ScaledRandom,
+    }
+    assert initializers["dirac"].gain == 2.5
+    assert initializers["sparse"].get_config()["connections"] == 3
+    assert initializers["he"].distribution == "untruncated_normal"  # 0.1's "normal"
+    assert initializers["he"].layout == "standard"
+    assert initializers["xavier"].distribution == "truncated_normal"
+    assert initializers["sparse_dense"].sparsity == 0.8
+    assert initializers["scaled"].get_config() == {"scale": 0.2, "distribution": "normal", "seed": 7}
+    kernel = model.get_layer("sparse").kernel
+    nonzeros = np.count_nonzero(backend.current().to_numpy(kernel).reshape(-1, 5), axis=0)
+    np.testing.assert_array_equal(nonzeros, 3)
 
 
 def test_custom_activation_round_trips_through_keras_file(saved_models, loaded_in_other_process):

@@ -103,3 +103,8 @@ def loss_gradients(
         [np.asarray(value, dtype=np.float32) for value in tap_gradients],
         [np.asarray(value, dtype=np.float32) for value in kernel_gradients],
     )
+
+
+def float64_available() -> bool:
+    """Whether JAX can hold float64 values: only with its 64-bit mode (``jax_enable_x64``) on."""
+    return bool(jax.config.read("jax_enable_x64"))

@@ -186,3 +186,8 @@ def fast_dense_draw(law: str, shape, scale: float, work_dtype: str, seed):
     scale_tensor = tf.constant(scale, dtype=work_dtype)
     values = graph(shape_tensor, _tensorflow_seed(seed), scale_tensor)
     return tf.ensure_shape(values, shape)
+
+
+def float64_available() -> bool:
+    """TensorFlow always has float64 tensors."""
+    return True

@@ -92,3 +92,8 @@ def loss_gradients(
     ]
     values = [to_numpy(tensor) for tensor in kept]
     return values, as_float32[: len(taps)], as_float32[len(taps) :]
+
+
+def float64_available() -> bool:
+    """PyTorch always has float64 tensors."""
+    return True

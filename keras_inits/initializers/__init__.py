@@ -1,0 +1,16 @@
+"""Activation-aware He and Xavier, sparse, identity (Dirac) and scaled random initializers.
+
+Every class is a `keras.initializers.Initializer` registered as ``"keras_inits>Name"`` (the
+registered names are those of 0.1, so ``.keras`` files written by 0.1 still load):
+
+- `base`: argument checks, dtypes, seeds and the dense draw every class shares;
+- `variance`: `He`, `Xavier`; `sparse`: `Sparse`; `structured`: `Dirac`;
+  `scaled`: `ScaledRandom`.
+"""
+
+from keras_inits.initializers.scaled import ScaledRandom
+from keras_inits.initializers.sparse import DEFAULT_CONNECTIONS, Sparse
+from keras_inits.initializers.structured import Dirac
+from keras_inits.initializers.variance import He, Xavier
+
+__all__ = ["DEFAULT_CONNECTIONS", "Dirac", "He", "ScaledRandom", "Sparse", "Xavier"]
