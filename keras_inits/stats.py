@@ -34,8 +34,16 @@ Definitions, per monitored layer, over the layer's output on the batch (``n`` sa
   normalized rows, not from the n×n Gram matrix.
 * ``histogram``: :data:`HISTOGRAM_BUCKETS` equal-width buckets over the finite values.
 * ``grad_std`` (``gradients=True``): std of ``d loss / d output``; ``kernel_grad_std``: std
-  of ``d loss / d kernel`` over all the layer's kernel variables (``None`` without a kernel);
-  ``grad_histogram``: histogram of ``d loss / d output`` (Glorot & Bengio's Fig. 7).
+  of ``d loss / d kernel`` over all the layer's kernel variables, frozen ones included
+  (``None`` without a kernel); ``grad_histogram``: histogram of ``d loss / d output``
+  (Glorot & Bengio's Fig. 7). The same numbers on TensorFlow, JAX and PyTorch.
+  A ``softmax`` (or ``sigmoid``) output read by a crossentropy reports ``d loss / d
+  probabilities``, the derivative of the loss as a function of the probabilities ``p``
+  (Keras's probability form, ``-sum(y log(p / sum(p)))`` averaged over the batch, so
+  ``(sum(y) - y / p) / n`` for a softmax), not 0: on TensorFlow Keras's crossentropy reads
+  the logits the activation attached to its output (``_keras_logits``), which puts that
+  output off the gradient path; the probe keeps the loss on the logits (its value and every
+  other gradient are unchanged) and moves them with the output's tap.
 
 A layer with several outputs is measured on all of them, concatenated per sample; a layer
 called more than once on its first call. Values are taken in float32 whatever the layer's
@@ -51,7 +59,7 @@ from typing import Any, Mapping, Sequence, Union
 import keras
 import numpy as np
 
-from keras_inits import _probe
+from keras_inits import _probe, backend
 from keras_inits._probe import LayerSelection
 
 #: Distance to an activation's bound within which a value counts as saturated.
@@ -392,21 +400,50 @@ def layer_statistics(
     )
 
 
+class StatisticsChain:
+    """Reduces probe records to statistics one at a time, chaining ``std_ratio``.
+
+    Give it each record in completion order (:meth:`add`, the probe's ``on_record``); it
+    computes the layer's :class:`LayerStatistics` at once and drops the record's arrays, so
+    only what the statistics keep (scalars, two histograms) outlives the layer's output.
+
+    Args:
+        x: The probe batch: the first layer's ``std_ratio`` divides by its std.
+
+    Attributes:
+        statistics: Dict from path to :class:`LayerStatistics`, in the order added.
+    """
+
+    def __init__(self, x: Any) -> None:
+        read = backend.current().to_numpy
+        input_arrays = [np.asarray(read(a), dtype=np.float32) for a in keras.tree.flatten(x)]
+        self._previous_std = _finite_std(input_arrays)
+        self.statistics: dict[str, LayerStatistics] = {}
+
+    def add(self, record: _probe.ProbeRecord) -> None:
+        """Measure one record (float32 NumPy outputs) and drop its arrays."""
+        if not record.outputs:  # a layer that returned no tensor: nothing to measure
+            return
+        layer_stats = layer_statistics(record, previous_std=self._previous_std)
+        self.statistics[record.path] = layer_stats
+        self._previous_std = layer_stats.std
+        record.outputs = ()
+        record.pre_activations = None
+        record.output_gradients = None
+        record.kernel_gradients = None
+
+
 def statistics_from_records(
     records: Mapping[str, _probe.ProbeRecord], x: Any
 ) -> dict[str, LayerStatistics]:
-    """Turn probe records (shallow to deep) into statistics, chaining ``std_ratio``."""
-    input_arrays = [np.asarray(keras.ops.convert_to_numpy(a), dtype=np.float32)
-                    for a in keras.tree.flatten(x)]
-    previous_std = _finite_std(input_arrays)
-    statistics: dict[str, LayerStatistics] = {}
-    for path, record in records.items():
-        if not record.outputs:  # a layer that returned no tensor: nothing to measure
-            continue
-        layer_stats = layer_statistics(record, previous_std=previous_std)
-        statistics[path] = layer_stats
-        previous_std = layer_stats.std
-    return statistics
+    """Turn probe records (shallow to deep) into statistics, chaining ``std_ratio``.
+
+    The records' arrays are dropped as they are measured (see :class:`StatisticsChain`).
+    """
+    chain = StatisticsChain(x)
+    for record in records.values():
+        chain.add(record)
+    return chain.statistics
 
 
 def activation_statistics(
@@ -423,7 +460,7 @@ def activation_statistics(
 
     Runs one eager probe pass (``layer.call`` wrapped on each monitored instance, fused
     activations swapped to record pre-activations, all restored afterwards) and computes
-    the statistics defined in this module's docstring. The model is left exactly as it
+    the statistics defined in this module's docstring, each layer's as soon as it has run. The model is left exactly as it
     was: no weight, optimizer, metric, batch-norm or RNG state changes, also with
     ``training=True``.
 
@@ -437,7 +474,10 @@ def activation_statistics(
             ``ELU``, ``PReLU``, ``Softmax``), a path or list of paths (``"inner/dense_3"``),
             layer classes, or a predicate ``layer -> bool``.
         y: Targets for ``x``; needed with ``gradients=True``.
-        gradients: Also measure ``grad_std`` and ``kernel_grad_std`` (TensorFlow backend).
+        gradients: Also measure ``grad_std`` and ``kernel_grad_std`` (every backend).
+            The layers' outputs are then all kept until the backward pass has run; without
+            gradients each output is reduced to its statistics as the pass goes and
+            dropped, so the probe holds about one layer's output at a time.
         training: Run the probe in training mode (dropout on, batch-norm on batch
             statistics). Default: inference mode.
         loss: Loss for the gradients instead of the model's compiled loss (a name, a
@@ -474,12 +514,14 @@ def activation_statistics(
     """
     if gradients and y is None:
         raise ValueError("`gradients=True` needs targets. Received: y=None")
+    chain = StatisticsChain(x)
     records = _probe.run_probe(
-        model, x, layers, training=training, y=y, gradients=gradients, loss=loss
+        model, x, layers, training=training, y=y, gradients=gradients, loss=loss,
+        on_record=chain.add,
     )
     if not records:
         raise ValueError(
             "None of the selected layers ran during the probe pass. "
             f"Received: layers={layers!r}"
         )
-    return statistics_from_records(records, x)
+    return chain.statistics

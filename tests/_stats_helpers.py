@@ -8,6 +8,10 @@ from collections import defaultdict
 
 import keras
 import numpy as np
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.util import tensor_util
+
+from keras_inits import backend
 
 
 def mlp(widths=(16, 8), activation="tanh", input_dim=6, name=None, dropout=None, seed=0):
@@ -39,24 +43,24 @@ def batch(n=64, dim=6, seed=0):
 
 def weights_of(model):
     """Copies of every weight of a model."""
-    return [np.array(variable.numpy(), copy=True) for variable in model.weights]
+    read = backend.current().to_numpy
+    return [np.array(read(variable), copy=True) for variable in model.weights]
 
 
 def read_run(run_dir):
     """Every tensor summary in a run directory: {tag: [(step, ndarray or bytes list)]}.
 
-    Read with the real reader (``tf.compat.v1.train.summary_iterator`` + ``tf.make_ndarray``).
+    Read with TensorBoard's own reader (``EventFileLoader`` + ``tensor_util.make_ndarray``),
+    which needs no TensorFlow.
     """
-    import tensorflow as tf
-
     values = defaultdict(list)
     files = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
     assert files, f"no event file in {run_dir}"
     for path in files:
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for event in event_file_loader.EventFileLoader(path).Load():
             for value in event.summary.value:
                 if value.HasField("tensor"):
-                    values[value.tag].append((event.step, tf.make_ndarray(value.tensor)))
+                    values[value.tag].append((event.step, tensor_util.make_ndarray(value.tensor)))
     return dict(values)
 
 

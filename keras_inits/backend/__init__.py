@@ -7,8 +7,10 @@ same functions:
 * ``elementwise_derivative(function)``: ``phi'`` of an element-wise activation by the
   backend's autodiff, as a NumPy ``float64 -> float64`` function (``None`` when the backend
   cannot differentiate it);
-* ``probe_gradients(...)``: one probe pass that also returns ``d loss / d output`` of every
-  recorded layer output and ``d loss / d kernel`` (see :mod:`keras_inits._probe`);
+* ``loss_gradients(run, kernels)``: one differentiated probe pass, ``d loss / d output`` of
+  every recorded layer output (through zero taps that ``run`` adds) and ``d loss / d
+  kernel`` (see :func:`keras_inits._probe.gradient_pass`, which supplies ``run``);
+* ``without_gradients()``: a context for a pass that needs no gradient (``torch.no_grad``);
 * ``fast_dense_draw(law, shape, scale, work_dtype, seed)``: an optional faster draw of the
   very values the generic ``keras.random`` path gives (``None``: use the generic path);
 * ``to_numpy(value)``: a variable or tensor as a NumPy array, without the warnings that

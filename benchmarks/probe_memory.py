@@ -1,0 +1,106 @@
+"""Peak extra memory of ``activation_statistics`` on ResNet50V2, before and after streaming.
+
+Each configuration runs in its own subprocess (peak RSS only grows within a process). A child
+builds ``keras.applications.ResNet50V2(weights=None, input_shape=(64, 64, 3))``, draws 64
+samples, makes one warm-up forward call, reads its current RSS, then runs the probe once and
+reports ``ru_maxrss`` minus that RSS:
+
+* ``keep``: the 0.1 algorithm (git main): every monitored layer's float32 output is kept
+  until the pass ends, then the statistics are computed;
+* ``stream``: 0.2's ``activation_statistics``: each output is reduced to its statistics as
+  the pass goes and dropped.
+
+Run once per backend (one venv each)::
+
+    KERAS_BACKEND=jax python benchmarks/probe_memory.py
+
+Measured figures are in the CHANGELOG / README benchmark tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+
+VARIANTS = ("keep", "stream")
+SAMPLES = 64
+IMAGE_SIZE = 64
+KIB_PER_MIB = 1024
+
+
+def _current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        resident_pages = int(handle.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / (KIB_PER_MIB * KIB_PER_MIB)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
+
+
+def _child(variant: str) -> dict:
+    import keras
+    import numpy as np
+
+    from keras_inits import _probe
+    from keras_inits.stats import activation_statistics, statistics_from_records
+
+    model = keras.applications.ResNet50V2(
+        weights=None, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3)
+    )
+    x = np.random.default_rng(0).normal(size=(SAMPLES, IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = x.astype("float32")
+    model(x, training=False)
+    baseline = _current_rss_mib()
+    peak_before = _peak_rss_mib()
+    if variant == "keep":
+        records = _probe.run_probe(model, x)  # every float32 output kept to the end
+        kept_mib = sum(a.nbytes for r in records.values() for a in r.outputs) / 2**20
+        kept_mib += sum(
+            a.nbytes for r in records.values() for a in (r.pre_activations or ())
+        ) / 2**20
+        statistics = statistics_from_records(records, x)
+    else:
+        kept_mib = 0.0
+        statistics = activation_statistics(model, x)
+    peak_after = _peak_rss_mib()
+    return {
+        "variant": variant,
+        "backend": keras.backend.backend(),
+        "layers": len(statistics),
+        "baseline_mib": baseline,
+        "warmup_peak_extra_mib": peak_before - baseline,
+        "peak_extra_mib": peak_after - baseline,
+        "arrays_held_at_end_mib": kept_mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        print(json.dumps(_child(arguments.child)))
+        return
+    rows = []
+    for variant in VARIANTS:
+        completed = subprocess.run(
+            [sys.executable, __file__, "--child", variant],
+            check=True, capture_output=True, text=True,
+        )
+        rows.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+    print("| backend | variant | layers | peak extra RSS (MiB) | warm-up peak above baseline (MiB) "
+          "| float32 arrays held at the end (MiB) |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['backend']} | {row['variant']} | {row['layers']} | "
+              f"{row['peak_extra_mib']:.0f} | {row['warmup_peak_extra_mib']:.0f} | "
+              f"{row['arrays_held_at_end_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
