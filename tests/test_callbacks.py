@@ -2,7 +2,8 @@
 
 Every backend: the event files are written and read without TensorFlow
 (``tensorboard.backend.event_processing.event_accumulator``, as TensorBoard itself reads).
-Gradient statistics are TensorFlow-only until the probe computes them on jax and torch.
+Only what needs TensorFlow itself (Keras's own TensorBoard callback, tf.data,
+MirroredStrategy) is marked for it.
 """
 
 from __future__ import annotations
@@ -180,15 +181,13 @@ def test_custom_scalars_layout_read_back_from_the_event_file(tmp_path):
     assert std_tags == {"activations/dense_0/std", "activations/dense_1/std", "activations/out/std"}
 
 
-@pytest.mark.backends("tensorflow")
-def test_gradient_tags_and_keras_tensorboard_steps(tmp_path):
+def test_gradient_tags_values_and_layout(tmp_path):
     model = compiled_mlp()
     x, y = batch(256)
     probe_x, probe_y = x[:64], y[:64]
     before_fit = keras_inits.activation_statistics(model, probe_x, y=probe_y, gradients=True)
     callback = keras_inits.ActivationStatistics(tmp_path, (probe_x, probe_y), gradients=True)
-    keras_board = keras.callbacks.TensorBoard(tmp_path, update_freq=1)
-    model.fit(x, y, batch_size=64, epochs=2, callbacks=[keras_board, callback], verbose=0)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     callback.close()
 
     run = read_run(tmp_path / "activations")
@@ -205,8 +204,19 @@ def test_gradient_tags_and_keras_tensorboard_steps(tmp_path):
                                                   "gradients (by layer)"]
     assert [chart.title for chart in layout.category[1].chart] == ["grad_std",
                                                                    "kernel_grad_std"]
-    # Our epoch-end steps are steps of Keras's own batch-level TensorBoard summaries.
+
+
+@pytest.mark.backends("tensorflow")  # keras.callbacks.TensorBoard writes with tf.summary
+def test_steps_are_keras_tensorboard_batch_steps(tmp_path):
+    model = compiled_mlp()
+    x, y = batch(256)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:64], images=False)
+    keras_board = keras.callbacks.TensorBoard(tmp_path, update_freq=1)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[keras_board, callback], verbose=0)
+    callback.close()
+    ours = [step for step, _ in read_run(tmp_path / "activations")["activations/out/std"]]
     keras_steps = {step for step, _ in read_run(tmp_path / "train")["batch_loss"]}
+    assert ours == [0, 4, 8]
     assert {4, 8} <= keras_steps
 
 
@@ -326,7 +336,7 @@ def _train(tmp_path, with_callback, make_model, gradients):
 @pytest.mark.parametrize("make_model, gradients", [
     (lambda: mlp(dropout=0.3), False),
     (unbuilt_sequential, False),
-    pytest.param(lambda: mlp(dropout=0.3), True, marks=pytest.mark.backends("tensorflow")),
+    (lambda: mlp(dropout=0.3), True),
 ], ids=["dropout_mlp", "unbuilt_sequential", "dropout_mlp_gradients"])
 def test_same_seed_same_final_weights_with_and_without_callback(tmp_path, make_model,
                                                                  gradients):
