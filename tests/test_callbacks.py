@@ -1,4 +1,10 @@
-"""Tests of keras_inits.ActivationStatistics, read back with TensorFlow's event reader."""
+"""Tests of keras_inits.ActivationStatistics, read back with TensorBoard's event reader.
+
+Every backend: the event files are written and read without TensorFlow
+(``tensorboard.backend.event_processing.event_accumulator``, as TensorBoard itself reads).
+Only what needs TensorFlow itself (Keras's own TensorBoard callback, tf.data,
+MirroredStrategy) is marked for it.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,49 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.compat.proto import types_pb2
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.util import tensor_util
 
 import keras_inits
+from keras_inits import backend
 from keras_inits.stats import ACTIVATION_SCALARS
 
-from _stats_helpers import batch, mlp, read_run, scalar_series, weights_of
+from _stats_helpers import batch, mlp, scalar_series
+
+LAYOUT_TAG = "custom_scalars__config__"
+
+
+def read_run(run_dir):
+    """Every tensor summary of a run directory: {tag: [(step, ndarray)]}, by TensorBoard's reader."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    accumulator.Reload()
+    return {
+        tag: [(event.step, tensor_util.make_ndarray(event.tensor_proto))
+              for event in accumulator.Tensors(tag)]
+        for tag in accumulator.Tags()[event_accumulator.TENSORS]
+    }
+
+
+def read_metadata(run_dir, tag):
+    """The SummaryMetadata TensorBoard recorded for ``tag``."""
+    accumulator = event_accumulator.EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return accumulator.SummaryMetadata(tag)
+
+
+def weights_of(model):
+    """Copies of every weight of a model, read through the backend seam."""
+    to_numpy = backend.current().to_numpy
+    return [np.array(to_numpy(variable), copy=True) for variable in model.weights]
 
 
 class BatchCounter(keras.callbacks.Callback):
@@ -38,22 +78,45 @@ def compiled_mlp(**kwargs):
     return model
 
 
+class TwoDense(keras.Model):
+    """A subclassed model: no ``inputs``, no ``layer.output``, built at its first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(
+            8, activation="tanh", kernel_initializer=keras.initializers.GlorotNormal(seed=1),
+            name="hidden")
+        self.head = keras.layers.Dense(
+            1, kernel_initializer=keras.initializers.GlorotNormal(seed=2), name="head")
+
+    def call(self, inputs):
+        return self.head(self.hidden(inputs))
+
+
+def unbuilt_sequential():
+    """A Sequential without ``Input``: built by ``fit`` (on TensorFlow: in its first step)."""
+    return keras.Sequential([
+        keras.layers.Dense(8, activation="tanh",
+                           kernel_initializer=keras.initializers.GlorotNormal(seed=1),
+                           name="hidden"),
+        keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotNormal(seed=2),
+                           name="head"),
+    ])
+
+
 # --------------------------------------------------------------------------------------
 # Steps, values and tags, read back from disk
 # --------------------------------------------------------------------------------------
 
 
 def test_steps_values_tags_and_layout(tmp_path):
-    from tensorboard.plugins.custom_scalar import layout_pb2
-
     model = compiled_mlp()
     x, y = batch(256)
-    probe_x, probe_y = x[:64], y[:64]
-    before_fit = keras_inits.activation_statistics(model, probe_x, y=probe_y, gradients=True)
-    callback = keras_inits.ActivationStatistics(tmp_path, (probe_x, probe_y), gradients=True)
-    keras_board = keras.callbacks.TensorBoard(tmp_path, update_freq=1)
-    model.fit(x, y, batch_size=64, epochs=2, callbacks=[keras_board, callback], verbose=0)
-    after_first_fit = keras_inits.activation_statistics(model, probe_x, y=probe_y, gradients=True)
+    probe_x = x[:64]
+    before_fit = keras_inits.activation_statistics(model, probe_x)
+    callback = keras_inits.ActivationStatistics(tmp_path, probe_x)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
+    after_first_fit = keras_inits.activation_statistics(model, probe_x)
     model.fit(x, y, batch_size=64, epochs=1, callbacks=[callback], verbose=0)
     callback.close()
 
@@ -63,51 +126,121 @@ def test_steps_values_tags_and_layout(tmp_path):
     assert std[0][1] == pytest.approx(before_fit["dense_0"].std, rel=1e-6)
     assert std[2][1] == pytest.approx(after_first_fit["dense_0"].std, rel=1e-6)
     for name, value in before_fit["dense_1"].scalars().items():
-        prefix = "gradients" if name in ("grad_std", "kernel_grad_std") else "activations"
-        written = scalar_series(run, f"{prefix}/dense_1/{name}")[0]
+        written = scalar_series(run, f"activations/dense_1/{name}")[0]
         assert written == (0, pytest.approx(value, rel=1e-6, abs=1e-12)), name
-
-    # Our epoch-end steps are steps of Keras's own batch-level TensorBoard summaries.
-    keras_steps = {step for step, _ in read_run(tmp_path / "train")["batch_loss"]}
-    assert {4, 8} <= keras_steps
 
     expected_tags = {f"activations/{layer}/{name}" for layer in ("dense_0", "dense_1", "out")
                      for name in ACTIVATION_SCALARS if name != "saturation_fraction"}
     expected_tags |= {"activations/dense_0/saturation_fraction",
                       "activations/dense_1/saturation_fraction"}
-    expected_tags |= {f"gradients/{layer}/{name}" for layer in ("dense_0", "dense_1", "out")
-                      for name in ("grad_std", "kernel_grad_std")}
     expected_tags |= {"activations/dense_0", "activations/dense_1", "activations/out",
-                      "activations/depth_profile", "custom_scalars__config__"}
-    expected_tags |= {"gradients/dense_0", "gradients/dense_1", "gradients/out"}
+                      "activations/depth_profile", LAYOUT_TAG}
     assert set(run) == expected_tags
 
     histogram = run["activations/dense_0"][0][1]
     assert histogram.shape == (30, 3)
     assert histogram[:, 2].sum() == 64 * 16
     np.testing.assert_allclose(histogram[:, 2], before_fit["dense_0"].histogram.counts)
-    gradient_histogram = run["gradients/dense_0"][0][1]
-    np.testing.assert_allclose(gradient_histogram[:, 2], before_fit["dense_0"].grad_histogram.counts)
 
     images = run["activations/depth_profile"]
     assert [step for step, _ in images] == [0, 4, 8, 12]
     width, height, png = images[0][1]
     assert png.startswith(b"\x89PNG") and int(width) > 100 and int(height) > 100
 
-    (layout_entry,) = run["custom_scalars__config__"]
+    plugins = {tag: read_metadata(tmp_path / "activations", tag).plugin_data.plugin_name
+               for tag in ("activations/dense_0/std", "activations/dense_0",
+                           "activations/depth_profile", LAYOUT_TAG)}
+    assert plugins == {"activations/dense_0/std": "scalars", "activations/dense_0": "histograms",
+                       "activations/depth_profile": "images", LAYOUT_TAG: "custom_scalars"}
+
+
+def test_custom_scalars_layout_read_back_from_the_event_file(tmp_path):
+    model = compiled_mlp()
+    x, y = batch(128)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], images=False,
+                                                histograms=False)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+    run_dir = tmp_path / "activations"
+    run = read_run(run_dir)
+
+    (layout_entry,) = run[LAYOUT_TAG]  # written once, with the first step
+    assert layout_entry[0] == 0
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    (layout_event,) = accumulator.Tensors(LAYOUT_TAG)
+    assert layout_event.tensor_proto.dtype == types_pb2.DT_STRING
+    assert list(layout_event.tensor_proto.tensor_shape.dim) == []  # a scalar string
     layout = layout_pb2.Layout.FromString(layout_entry[1].item())
-    titles = [category.title for category in layout.category]
-    assert titles == ["activations (by layer)", "gradients (by layer)"]
+    assert [category.title for category in layout.category] == ["activations (by layer)"]
     charts = {chart.title: chart.multiline.tag[0] for chart in layout.category[0].chart}
     assert list(charts) == list(ACTIVATION_SCALARS)
+    assert charts["std"] == "activations/.*/std$"
     std_tags = {tag for tag in run if re.match(charts["std"], tag)}
     assert std_tags == {"activations/dense_0/std", "activations/dense_1/std", "activations/out/std"}
 
 
-def test_freq_in_steps_and_one_image_per_epoch(tmp_path):
+def test_gradient_tags_values_and_layout(tmp_path):
+    model = compiled_mlp()
+    x, y = batch(256)
+    probe_x, probe_y = x[:64], y[:64]
+    before_fit = keras_inits.activation_statistics(model, probe_x, y=probe_y, gradients=True)
+    callback = keras_inits.ActivationStatistics(tmp_path, (probe_x, probe_y), gradients=True)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+
+    run = read_run(tmp_path / "activations")
+    for name in ("grad_std", "kernel_grad_std"):
+        written = scalar_series(run, f"gradients/dense_1/{name}")
+        assert [step for step, _ in written] == [0, 4, 8]
+        assert written[0][1] == pytest.approx(getattr(before_fit["dense_1"], name), rel=1e-6)
+    gradient_histogram = run["gradients/dense_0"][0][1]
+    np.testing.assert_allclose(gradient_histogram[:, 2],
+                               before_fit["dense_0"].grad_histogram.counts)
+    assert {"gradients/dense_0", "gradients/dense_1", "gradients/out"} <= set(run)
+    layout = layout_pb2.Layout.FromString(run[LAYOUT_TAG][0][1].item())
+    assert [c.title for c in layout.category] == ["activations (by layer)",
+                                                  "gradients (by layer)"]
+    assert [chart.title for chart in layout.category[1].chart] == ["grad_std",
+                                                                   "kernel_grad_std"]
+
+
+@pytest.mark.backends("tensorflow")  # keras.callbacks.TensorBoard writes with tf.summary
+def test_steps_are_keras_tensorboard_batch_steps(tmp_path):
+    model = compiled_mlp()
+    x, y = batch(256)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:64], images=False)
+    keras_board = keras.callbacks.TensorBoard(tmp_path, update_freq=1)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[keras_board, callback], verbose=0)
+    callback.close()
+    ours = [step for step, _ in read_run(tmp_path / "activations")["activations/out/std"]]
+    keras_steps = {step for step, _ in read_run(tmp_path / "train")["batch_loss"]}
+    assert ours == [0, 4, 8]
+    assert {4, 8} <= keras_steps
+
+
+@pytest.mark.parametrize("update_freq, expected_steps", [
+    ("batch", [0, 1, 2, 3, 4, 5, 6, 7, 8]),
+    (3, [0, 3, 6]),
+    ("epoch", [0, 4, 8]),
+])
+def test_update_freq_steps(tmp_path, update_freq, expected_steps):
     model = compiled_mlp(widths=(8,))
     x, y = batch(256)
-    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], freq=3, histograms=False)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], update_freq=update_freq,
+                                                images=False, histograms=False)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    assert [step for step, _ in run["activations/dense_0/mean"]] == expected_steps
+
+
+def test_update_freq_in_steps_and_one_image_per_epoch(tmp_path):
+    model = compiled_mlp(widths=(8,))
+    x, y = batch(256)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], update_freq=3,
+                                                histograms=False)
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")
@@ -117,11 +250,12 @@ def test_freq_in_steps_and_one_image_per_epoch(tmp_path):
     assert "activations/dense_0" not in run  # histograms=False
 
 
-def test_freq_in_steps_with_steps_per_execution(tmp_path):
+@pytest.mark.backends("tensorflow", "jax")  # torch: Keras allows only steps_per_execution=1
+def test_update_freq_in_steps_with_steps_per_execution(tmp_path):
     model = mlp(widths=(8,))
     model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
     x, y = batch(256)
-    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], freq=3, images=False,
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], update_freq=3, images=False,
                                                 histograms=False)
     model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
     callback.close()
@@ -130,7 +264,7 @@ def test_freq_in_steps_with_steps_per_execution(tmp_path):
     assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 4, 6]
 
 
-def test_freq_epoch_keeps_async_batch_dispatch():
+def test_update_freq_epoch_keeps_async_batch_dispatch():
     from keras.src.utils import python_utils
 
     x, _ = batch(8)
@@ -138,7 +272,7 @@ def test_freq_epoch_keeps_async_batch_dispatch():
         keras_inits.ActivationStatistics("unused", x).on_train_batch_end
     )
     assert not python_utils.is_default(
-        keras_inits.ActivationStatistics("unused", x, freq=2).on_train_batch_end
+        keras_inits.ActivationStatistics("unused", x, update_freq=2).on_train_batch_end
     )
 
 
@@ -158,41 +292,109 @@ def test_nested_model_tags(tmp_path):
     assert "activations/inner/dense_3" in run
 
 
+# The probe batch has the fit's batch size: on jax and torch Keras builds an unbuilt
+# Sequential with that batch size as its input's, and the probe's input check compares it.
+@pytest.mark.parametrize("make_model", [unbuilt_sequential, TwoDense],
+                         ids=["unbuilt_sequential", "subclassed"])
+def test_unbuilt_and_subclassed_models(tmp_path, make_model):
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    assert not model.built
+    x, y = batch(128)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], images=False)
+    model.fit(x, y, batch_size=32, epochs=2, callbacks=[callback], verbose=0)
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    assert {tag for tag in run if tag.endswith("/std")} == {"activations/hidden/std",
+                                                            "activations/head/std"}
+    std = scalar_series(run, "activations/hidden/std")
+    assert [step for step, _ in std] == [0, 4, 8, 12]
+    final = keras_inits.activation_statistics(model, x[:32])
+    assert std[-1][1] == pytest.approx(final["hidden"].std, rel=1e-6)
+    assert run["activations/hidden"][0][1][:, 2].sum() == 32 * 8
+
+
 # --------------------------------------------------------------------------------------
 # Training is untouched
 # --------------------------------------------------------------------------------------
 
 
-def _train(tmp_path, with_callback):
+def _train(tmp_path, with_callback, make_model, gradients):
     keras.utils.set_random_seed(7)
-    model = compiled_mlp(dropout=0.3)
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
     x, y = batch(192)
     callbacks = []
     if with_callback:
         callbacks.append(keras_inits.ActivationStatistics(
-            tmp_path, (x[:32], y[:32]), freq=2, gradients=True, images=False))
+            tmp_path, (x[:32], y[:32]), update_freq=2, gradients=gradients, images=False))
     model.fit(x, y, batch_size=32, epochs=2, shuffle=True, callbacks=callbacks, verbose=0)
     return weights_of(model)
 
 
-def test_same_seed_same_final_weights_with_and_without_callback(tmp_path):
-    without = _train(tmp_path, with_callback=False)
-    with_callback = _train(tmp_path, with_callback=True)
+@pytest.mark.parametrize("make_model, gradients", [
+    (lambda: mlp(dropout=0.3), False),
+    (unbuilt_sequential, False),
+    (lambda: mlp(dropout=0.3), True),
+], ids=["dropout_mlp", "unbuilt_sequential", "dropout_mlp_gradients"])
+def test_same_seed_same_final_weights_with_and_without_callback(tmp_path, make_model,
+                                                                 gradients):
+    without = _train(tmp_path, False, make_model, gradients)
+    with_callback = _train(tmp_path, True, make_model, gradients)
     assert len(without) == len(with_callback)
     for a, b in zip(without, with_callback):
         np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------------------
-# Failures
+# Arguments
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("freq", [0, -2, "weekly", 1.5, True, None])
-def test_bad_freq_rejected_at_construction(freq):
+@pytest.mark.parametrize("update_freq", [0, -2, "weekly", 1.5, True, None])
+def test_bad_update_freq_rejected_at_construction(update_freq):
     x, _ = batch(8)
-    with pytest.raises(ValueError, match=rf"Received: freq={freq!r}".replace("(", r"\(")):
-        keras_inits.ActivationStatistics("logs", x, freq=freq)
+    message = re.escape(f"Received: update_freq={update_freq!r}")
+    with pytest.raises(ValueError, match=message):
+        keras_inits.ActivationStatistics("logs", x, update_freq=update_freq)
+
+
+@pytest.mark.parametrize("log_dir, error", [(None, TypeError), (123, TypeError),
+                                            ("", ValueError)])
+def test_bad_log_dir_rejected_at_construction(log_dir, error):
+    x, _ = batch(8)
+    with pytest.raises(error, match=re.escape(f"Received: log_dir={log_dir!r}")):
+        keras_inits.ActivationStatistics(log_dir, x)
+
+
+def test_freq_is_deprecated_for_update_freq(tmp_path):
+    x, y = batch(128)
+    with pytest.warns(DeprecationWarning, match="`update_freq`"):
+        callback = keras_inits.ActivationStatistics(tmp_path, x[:16], freq=2, images=False)
+    assert callback.update_freq == 2
+    model = compiled_mlp(widths=(8,))
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 2, 4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras_inits.ActivationStatistics(tmp_path, x[:16], update_freq=2, images=False)
+
+
+def test_freq_and_update_freq_together_rejected():
+    x, _ = batch(8)
+    with pytest.raises(TypeError, match=re.escape("Received: freq=2, update_freq='batch'")):
+        keras_inits.ActivationStatistics("logs", x, freq=2, update_freq="batch")
+
+
+@pytest.mark.parametrize("freq", [0, "weekly"])
+def test_bad_deprecated_freq_rejected_naming_freq(freq):
+    x, _ = batch(8)
+    with pytest.warns(DeprecationWarning):
+        with pytest.raises(ValueError, match=re.escape(f"Received: freq={freq!r}")):
+            keras_inits.ActivationStatistics("logs", x, freq=freq)
 
 
 def test_gradients_without_targets_rejected_at_construction():
@@ -201,6 +403,7 @@ def test_gradients_without_targets_rejected_at_construction():
         keras_inits.ActivationStatistics("logs", x, gradients=True)
 
 
+@pytest.mark.backends("tensorflow")
 def test_dataset_as_data_rejected_at_construction():
     import tensorflow as tf
 
@@ -212,6 +415,11 @@ def test_dataset_as_data_rejected_at_construction():
 def test_empty_batch_rejected_at_construction():
     with pytest.raises(ValueError, match=r"empty batch.*Received: data with shape \(0, 6\)"):
         keras_inits.ActivationStatistics("logs", np.zeros((0, 6), "float32"))
+
+
+# --------------------------------------------------------------------------------------
+# Failures
+# --------------------------------------------------------------------------------------
 
 
 def _fit_expecting(tmp_path, callback, error, match, model=None):
@@ -292,6 +500,46 @@ def test_nonfinite_activations_are_logged_not_raised(tmp_path, caplog):
 
 
 # --------------------------------------------------------------------------------------
+# No TensorFlow on jax and torch (a fresh process, so that nothing else imported it)
+# --------------------------------------------------------------------------------------
+
+NO_TENSORFLOW_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras
+    import keras_inits
+
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = x[:, :1]
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = keras_inits.ActivationStatistics(sys.argv[1], x[:16])
+    assert "tensorflow" not in sys.modules, "constructing the callback imported tensorflow"
+    model.fit(x, y, batch_size=32, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+    assert "tensorflow" not in sys.modules, "fit with the callback imported tensorflow"
+    print("OK", keras.backend.backend())
+    """
+)
+
+
+@pytest.mark.backends("jax", "torch")
+def test_no_tensorflow_imported(tmp_path):
+    script = tmp_path / "no_tensorflow.py"
+    script.write_text(NO_TENSORFLOW_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "logs")],
+        capture_output=True, text=True, timeout=180, env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert f"OK {keras.backend.backend()}" in result.stdout
+    run = read_run(tmp_path / "logs" / "activations")
+    assert [step for step, _ in run["activations/dense/std"]] == [0, 2, 4]
+
+
+# --------------------------------------------------------------------------------------
 # Distribution strategy (needs two logical CPUs before TensorFlow initializes: subprocess)
 # --------------------------------------------------------------------------------------
 
@@ -308,7 +556,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import keras
     import keras_inits
     sys.path.insert(0, sys.argv[2])
-    from _stats_helpers import batch, mlp, read_run
+    from _stats_helpers import batch, mlp
+    from test_callbacks import read_run
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
@@ -330,6 +579,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.backends("tensorflow")
 def test_mirrored_strategy_writes_once(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)

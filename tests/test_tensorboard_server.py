@@ -1,4 +1,9 @@
-"""End to end: the real TensorBoard server reads what ActivationStatistics wrote."""
+"""End to end: the real TensorBoard server reads what ActivationStatistics wrote.
+
+Runs on every backend: the ``tensorboard`` program of the test's own environment (on jax and
+torch an environment without TensorFlow, where TensorBoard uses its stub) serves the run on
+127.0.0.1, and the test reads tags, series, histograms and the custom-scalars layout over HTTP.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,16 @@ REQUEST_TIMEOUT_SECONDS = 30
 _SERVING_LINE = re.compile(r"TensorBoard .* at (http://127\.0\.0\.1:(\d+)/)")
 
 
+def _tensorboard_program():
+    """The ``tensorboard`` script installed beside the running interpreter."""
+    program = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    assert os.access(program, os.X_OK), f"no tensorboard program at {program}"
+    return program
+
+
 def _start_tensorboard(logdir):
     command = [
-        sys.executable, "-m", "tensorboard.main",
+        _tensorboard_program(),
         "--logdir", str(logdir),
         "--host", "127.0.0.1",
         "--port", "0",
@@ -95,6 +107,15 @@ def test_tensorboard_server_serves_scalars_and_layout(tmp_path):
         assert "activations" in tags
         assert "activations/dense_1/std" in tags["activations"]
         assert "activations/out/cosine" in tags["activations"]
+
+        histogram_tags = _get_json(opener, base, "data/plugin/histograms/tags")
+        assert set(histogram_tags["activations"]) == {
+            "activations/dense_0", "activations/dense_1", "activations/out"
+        }
+        histograms = _get_json(opener, base, "data/plugin/histograms/histograms",
+                               run="activations", tag="activations/dense_1")
+        assert [step for _, step, _ in histograms] == [0, 4, 8]
+        assert sum(count for _, _, count in histograms[-1][2]) == 64 * 8
 
         series = _get_json(opener, base, "data/plugin/scalars/scalars",
                            run="activations", tag="activations/dense_1/std")

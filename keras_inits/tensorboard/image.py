@@ -27,6 +27,9 @@ MAX_NAMED_TICKS = 16
 PNG_COMPRESS_LEVEL = 1
 #: Default std axis (log scale) before any data: 1e-2 .. 1e1.
 DEFAULT_STD_DECADES = (-2, 1)
+#: A value within this factor of a decade edge gets the next decade too, so that no point
+#: (a std of exactly 1.0, say) sits clipped on the frame of the std axis.
+DECADE_HEADROOM = 1.25
 
 
 def matplotlib_available() -> bool:
@@ -92,8 +95,8 @@ class DepthProfilePlot:
         finite = [v for v in values if math.isfinite(v)]
         if not finite:
             return self._decades
-        low = math.floor(math.log10(min(finite)))
-        high = math.ceil(math.log10(max(finite)))
+        low = math.floor(math.log10(min(finite) / DECADE_HEADROOM))
+        high = math.ceil(math.log10(max(finite) * DECADE_HEADROOM))
         if high == low:
             high += 1
         return low, high
