@@ -6,7 +6,9 @@ probe, ``lsuv`` and ``reinitialize`` all ask it.
 
 from keras_inits.model.graph import (
     DRAWN_ROLES,
+    FLOAT_DTYPES,
     KERNEL_ROLES,
+    LINEAR,
     FeedingActivation,
     ModelGraph,
     Node,
@@ -23,7 +25,9 @@ from keras_inits.model.graph import (
 
 __all__ = [
     "DRAWN_ROLES",
+    "FLOAT_DTYPES",
     "KERNEL_ROLES",
+    "LINEAR",
     "FeedingActivation",
     "ModelGraph",
     "Node",

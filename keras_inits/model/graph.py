@@ -108,13 +108,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import keras
 import numpy as np
 
 from keras_inits import backend
+from keras_inits.fans import LAYOUTS as KERNEL_LAYOUTS
 from keras_inits.fans import compute_fans
 
 Role = Literal[
@@ -426,6 +426,11 @@ class Weight:
         return tuple(int(dim) for dim in self.variable.shape)
 
     @property
+    def dtype(self) -> str:
+        """The variable's dtype name (``"float32"``, ``"int64"``...)."""
+        return keras.backend.standardize_dtype(self.variable.dtype)
+
+    @property
     def is_kernel(self) -> bool:
         """Whether the weight multiplies its input (:data:`KERNEL_ROLES`)."""
         return self.role in KERNEL_ROLES
@@ -493,14 +498,8 @@ def weight_fans(
             do not divide the last dimension.
     """
     shape = tuple(int(dim) for dim in shape)
-    if layout == "standard":
-        return compute_fans(shape)
-    if layout == "depthwise":
-        receptive_field = math.prod(shape[:-2])
-        return receptive_field, receptive_field * shape[-1]
-    if layout == "transpose":
-        receptive_field = math.prod(shape[:-2])
-        return receptive_field * shape[-1], receptive_field * shape[-2]
+    if layout in KERNEL_LAYOUTS:
+        return compute_fans(shape, layout)
     if layout == "einsum":
         if equation is None:
             raise ValueError("The einsum layout needs the layer's equation. Received: equation=None")
@@ -516,8 +515,12 @@ def weight_fans(
     raise ValueError(f"layout must be one of {LAYOUTS}. Received: layout={layout!r}")
 
 
+#: The dtypes of weights that can be drawn.
+FLOAT_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+
+
 def _is_float(variable: Any) -> bool:
-    return keras.backend.standardize_dtype(variable.dtype) in ("float16", "bfloat16", "float32", "float64")
+    return keras.backend.standardize_dtype(variable.dtype) in FLOAT_DTYPES
 
 
 def _gates(owner: keras.layers.Layer, shape: tuple[int, ...]) -> int:
