@@ -153,6 +153,10 @@ def reinitialize(
 
     Per role:
 
+    - A weight fed by a merge carries the merge's scale (``FeedingActivation.scale``, see
+      :mod:`keras_inits.model.graph`: ``sqrt(k)`` after adding ``k`` independent branches,
+      the gate's root mean square after a squeeze-excite ``Multiply``): its std is divided
+      by it, so that its output has unit variance again.
     - ``kernel``, ``depthwise_kernel``, ``pointwise_kernel``: ``He``/``Xavier`` with the
       kernel's layout (``layout="depthwise"`` gives a depthwise kernel ``(*k, C, M)``
       fan_in ``prod(k)``; ``"transpose"`` reads a transposed convolution's ``(*k, out, in)``).
@@ -200,8 +204,14 @@ def reinitialize(
             Ignored by Xavier, which balances both.
         seed: An int makes the result reproducible (each weight gets its own independent
             stream derived from ``(seed, weight index)``); ``None`` draws fresh values.
-        x: A batch for the trace of the model graph; by default two samples made from the
-            model's input shapes (needed for subclassed models called on several inputs).
+        x: A batch of typical inputs for the trace of the model graph. Its root mean square
+            where it reaches the first kernels (after the model's weightless preprocessing)
+            is divided out, so that the first pre-activations have unit variance (images in
+            ``[0, 255]`` through a ``Rescaling`` layer otherwise start at rms ~0.58 and a
+            non-homogeneous activation such as silu drifts further from its gain's
+            assumption at every layer). By default two samples made from the model's input
+            shapes, with the data's scale taken as 1 (needed for subclassed models called
+            on several inputs).
 
     Returns:
         A :class:`ReinitReport`: a mapping from weight path to :class:`DrawnWeight`
@@ -312,11 +322,15 @@ def _draw(
     if weight.role == "recurrent_kernel":  # fed by the layer's own state
         return _draw_orthogonal_gates(weight, node.output_activation, seed)
     initializer = _gain_initializer(node, weight, feeding, method, mode, seed)
-    variance = _variance(initializer, weight.fans)
+    variance = _variance(initializer, weight.fans) / feeding.scale**2
     law_name = f"He({_activation_name(feeding)}, {mode})" if method == "he" else f"Xavier({_activation_name(feeding)})"
     law = f"{law_name} on fans {weight.fans}"
+    if feeding.scale != 1.0:
+        law += f", divided by the input's scale {feeding.scale:.4g}"
     if weight.layout in KERNEL_LAYOUTS:
         values = initializer(shape, dtype=dtype)
+        if feeding.scale != 1.0:
+            values = keras.ops.divide(values, keras.ops.cast(feeding.scale, dtype))
         used = initializer
     else:
         used = _keras_initializer(method, variance, seed)

@@ -63,6 +63,12 @@ layer's first call starts: data-flow order, shallow to deep, containers before t
 sub-layers, for every kind of model (subclassed included). A layer called several times is
 described by its first call. Layers that never ran come last, with ``calls == 0``.
 
+**The data's own scale.** With a batch ``x`` given, tensors that no weight has touched
+yet (the model's inputs, and what weightless layers and ops make of them before the first
+layer with a kernel has run) are measured: their ``FeedingActivation`` is linear with
+``scale = sqrt(mean(x^2))``. Without ``x`` the sample batch is N(0, 1) and the scale is 1.
+A float input that first enters the model after a kernel ran is not measured.
+
 **Ops the trace cannot see.** Inside a layer's or a subclassed model's ``call``, backend
 ops between layers (``x + residual``, ``keras.ops.einsum``, reshapes, slicing,
 ``keras.ops.relu``) produce tensors no layer returned. Such a tensor counts as *linear*
@@ -84,9 +90,14 @@ activation, every other op the activation its inputs agree on.
   TransformerEncoder) hands on the activation of the tensor it returns, i.e. what its last
   sub-layer applied (linear when an unseen op made it), never its ``activation``
   attribute (which configures an inner layer);
-- merge layers (Add, Concatenate, ...) hand on what their inputs agree on, linear
-  otherwise; every other layer (Dropout, Flatten, pooling, padding, ...) passes on what
-  it received.
+- merge layers combine their inputs as independent signals and say so with a **scale**
+  (``FeedingActivation.scale``: the tensor is ``scale * phi(z)``): ``Add`` of two
+  unit-variance branches has scale ``sqrt(2)``, a ``Multiply`` by a sigmoid gate (a
+  squeeze-excite block) scale ``sqrt(E[sigmoid(z)^2]) = 0.54``; the kernel fed by such a
+  tensor divides its std by the scale (see ``_merge_layer_output`` for each merge). A
+  homogeneous activation layer (``ReLU``, ``LeakyReLU``, linear) keeps the scale of its
+  input; kernels, other activations and normalization layers start again at scale 1;
+- every other layer (Dropout, Flatten, pooling, padding, ...) passes on what it received.
 
 Examples:
 
@@ -108,6 +119,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import keras
@@ -116,6 +128,7 @@ import numpy as np
 from keras_inits import backend
 from keras_inits.fans import LAYOUTS as KERNEL_LAYOUTS
 from keras_inits.fans import compute_fans
+from keras_inits.gains import gain
 
 Role = Literal[
     "kernel",
@@ -233,24 +246,80 @@ class FeedingActivation:
         kwargs: Arguments of the activation (``negative_slope`` of a ``LeakyReLU`` layer...).
         source: Path of the layer the activation was read from (``None`` for the model's
             inputs and for tensors made by ops the trace cannot see, both linear).
+        scale: The tensor is ``scale * phi(z)`` with ``z ~ N(0, 1)``: 1 for a layer's own
+            output, other values after merges (a sum of branches, a gate multiplied in).
     """
 
     activation: Any = "linear"
     kwargs: dict = dataclasses.field(default_factory=dict)
     source: str | None = None
+    scale: float = 1.0
+
+    def same_law(self, other: "FeedingActivation") -> bool:
+        """Whether both are one activation with one set of arguments."""
+        return self.activation == other.activation and self.kwargs == other.kwargs
 
 
 LINEAR = FeedingActivation()
 
+#: Activations that commute with a positive scale (``phi(s z) = s phi(z)``): a scaled input
+#: comes out scaled by the same factor.
+_HOMOGENEOUS_ACTIVATIONS = ("linear", "relu", "leaky_relu")
+
 
 def _merge(sources: Sequence[FeedingActivation]) -> FeedingActivation:
-    """The activation several tensors agree on, linear when they disagree (or are none)."""
+    """The activation several inputs of one call agree on (scale included), else linear."""
     if not sources:
         return LINEAR
     first = sources[0]
-    if all(source.activation == first.activation and source.kwargs == first.kwargs for source in sources):
+    if all(first.same_law(source) and source.scale == first.scale for source in sources):
         return first
     return LINEAR
+
+
+def _root_mean_square(source: FeedingActivation) -> float | None:
+    """``sqrt(E[(s phi(z))^2])`` of a tensor, ``z ~ N(0, 1)``; ``None`` if it has no gain (softmax)."""
+    try:
+        forward_gain = gain(source.activation, "forward", **source.kwargs)
+    except (ValueError, TypeError):
+        return None
+    return source.scale / forward_gain
+
+
+def _merge_layer_output(layer: keras.layers.Layer, path: str, sources: Sequence[FeedingActivation]) -> FeedingActivation:
+    """The activation (and scale) of a merge layer's output, its inputs taken as independent.
+
+    - ``Multiply``: ``E[(x1 x2)^2] = E[x1^2] E[x2^2]``: the first input's activation, its scale
+      times the root mean square of the other factors (a sigmoid gate of a squeeze-excite
+      block, ~0.54, is a factor the next kernel must make up for).
+    - ``Add``, ``Subtract``, ``Average``: variances add (``Average`` divides by ``k^2``):
+      the common activation with scale ``sqrt(sum s_i^2)``, or linear with the root of the
+      summed mean squares when the activations differ.
+    - ``Concatenate``: the common activation with the root mean of the squared scales, else
+      linear with the root mean of the mean squares.
+    - ``Maximum``, ``Minimum``, ``Dot``: what the inputs agree on, else linear.
+    """
+    first = sources[0]
+    agree = all(first.same_law(source) for source in sources)
+    squares = [_root_mean_square(source) for source in sources]
+    if isinstance(layer, keras.layers.Multiply):
+        factors = squares[1:]
+        if None in factors:
+            return FeedingActivation(source=path)
+        return dataclasses.replace(first, scale=first.scale * math.prod(factors))
+    summing = isinstance(layer, (keras.layers.Add, keras.layers.Subtract, keras.layers.Average))
+    if summing or isinstance(layer, keras.layers.Concatenate):
+        divisor = len(sources) ** 2 if isinstance(layer, keras.layers.Average) else 1
+        if not summing:
+            divisor = len(sources)
+        if agree:
+            total = sum(source.scale**2 for source in sources)
+            return dataclasses.replace(first, scale=math.sqrt(total / divisor))
+        if None in squares:
+            return FeedingActivation(source=path)
+        total = sum(square**2 for square in squares)
+        return FeedingActivation(source=path, scale=math.sqrt(total / divisor))
+    return _merge(sources)
 
 
 def _builtin_activation(name: str) -> Callable | None:
@@ -780,6 +849,14 @@ def _data_tensors(args: tuple, kwargs: Mapping[str, Any]) -> list[Any]:
     return [value for value in keras.tree.flatten(values) if _is_data_tensor(value)]
 
 
+def _root_mean_square_of(tensor: Any) -> float:
+    """``sqrt(mean(x^2))`` of a tensor (1 for an empty one)."""
+    values = np.asarray(backend.current().to_numpy(tensor), dtype=np.float64)
+    if values.size == 0:
+        return 1.0
+    return float(np.sqrt(np.mean(np.square(values))))
+
+
 def _output_tensors(outputs: Any) -> list[Any]:
     return [value for value in keras.tree.flatten(outputs) if keras.ops.is_tensor(value)]
 
@@ -787,7 +864,7 @@ def _output_tensors(outputs: Any) -> list[Any]:
 class _Trace:
     """The bookkeeping of one traced forward pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, measure_data: bool) -> None:
         self.produced: dict[int, tuple[str | None, FeedingActivation]] = {}
         self.alive: list[Any] = []
         self.order: list[str] = []
@@ -795,10 +872,30 @@ class _Trace:
         self.inputs: dict[str, tuple[str | None, ...]] = {}
         self.feeding: dict[str, FeedingActivation] = {}
         self.outputs: dict[str, FeedingActivation] = {}
+        self.measure_data = measure_data
+        self.before_weights: set[int] = set()
+        self.weights_ran = False
         self._undo: list[Callable[[], None]] = []
 
     def source(self, tensor: Any) -> tuple[str | None, FeedingActivation]:
-        return self.produced.get(id(tensor), (None, LINEAR))
+        known = self.produced.get(id(tensor))
+        if known is not None:
+            return known
+        if self.measure_data and not self.weights_ran:  # the data itself, as the model received it
+            self.before_weights.add(id(tensor))
+            self.alive.append(tensor)
+            return None, FeedingActivation(scale=_root_mean_square_of(tensor))
+        return None, LINEAR
+
+    def data_only(self, tensors: list[Any]) -> bool:
+        """Whether tensors were computed from the data alone (no weight on their path yet)."""
+        return bool(tensors) and all(id(tensor) in self.before_weights for tensor in tensors)
+
+    def record_data(self, tensors: list[Any], path: str | None) -> None:
+        """Record tensors that no weight touched, each with its measured root mean square."""
+        for tensor in tensors:
+            self.before_weights.add(id(tensor))
+            self.record([tensor], path, FeedingActivation(source=path, scale=_root_mean_square_of(tensor)))
 
     def record(self, tensors: list[Any], path: str | None, activation: FeedingActivation) -> None:
         for tensor in tensors:
@@ -832,17 +929,25 @@ class _Trace:
             def call(*args: Any, **kwargs: Any) -> Any:
                 first = path not in self.calls
                 self.calls[path] = self.calls.get(path, 0) + 1
+                data = _data_tensors(args, kwargs)
                 if first:
                     self.order.append(path)
-                    sources = [self.source(tensor) for tensor in _data_tensors(args, kwargs)]
+                    sources = [self.source(tensor) for tensor in data]
                     self.inputs[path] = tuple(source for source, _ in sources)
                     self.feeding[path] = _merge([activation for _, activation in sources])
                 outputs = original(*args, **kwargs)
                 tensors = _output_tensors(outputs)
                 if first:
-                    inner = [self.source(tensor)[1] for tensor in tensors]
-                    self.outputs[path] = _node_output(layer, path, kind, has_kernel, self.feeding[path], inner)
-                self.record(tensors, path, self.outputs[path])
+                    inner = [self.produced.get(id(tensor), (None, LINEAR))[1] for tensor in tensors]
+                    self.outputs[path] = _node_output(
+                        layer, path, kind, has_kernel, self.feeding[path], [activation for _, activation in sources], inner
+                    )
+                if has_kernel:
+                    self.weights_ran = True
+                if kind != "container" and not has_kernel and self.data_only(data):
+                    self.record_data(tensors, path)
+                else:
+                    self.record(tensors, path, self.outputs[path])
                 return outputs
 
             return call
@@ -852,12 +957,16 @@ class _Trace:
     def operation(self, operation: Any) -> Callable:
         def traced(original: Callable) -> Callable:
             def call(*args: Any, **kwargs: Any) -> Any:
-                sources = [self.source(tensor) for tensor in _data_tensors(args, kwargs)]
+                data = _data_tensors(args, kwargs)
+                sources = [self.source(tensor) for tensor in data]
                 merged = _merge([activation for _, activation in sources])
                 activation = _operation_activation(operation, merged.source) or merged
                 outputs = original(*args, **kwargs)
                 path = sources[0][0] if sources else None
-                self.record(_output_tensors(outputs), path, activation)
+                if self.data_only(data):
+                    self.record_data(_output_tensors(outputs), path)
+                else:
+                    self.record(_output_tensors(outputs), path, activation)
                 return outputs
 
             return call
@@ -871,6 +980,7 @@ def _node_output(
     kind: str,
     has_kernel: bool,
     feeding: FeedingActivation,
+    sources: list[FeedingActivation],
     inner: list[FeedingActivation],
 ) -> FeedingActivation:
     """The activation of a node's output (the rules are in the module docstring)."""
@@ -878,11 +988,15 @@ def _node_output(
         return _merge(inner)
     if kind == "normalization":
         return FeedingActivation(source=path)
+    if kind == "merge" and sources:
+        return _merge_layer_output(layer, path, sources)
     own = own_activation(layer, path)
+    if has_kernel:
+        return own or FeedingActivation(source=path)
+    if own is not None and feeding.same_law(LINEAR) and own.activation in _HOMOGENEOUS_ACTIVATIONS:
+        return dataclasses.replace(own, scale=feeding.scale)
     if own is not None:
         return own
-    if has_kernel:
-        return FeedingActivation(source=path)
     return feeding
 
 
@@ -903,8 +1017,12 @@ def model_graph(model: keras.layers.Layer, x: Any = None) -> ModelGraph:
     Args:
         model: A built Keras model (Sequential, Functional, subclassed, nested) or a layer
             with sub-layers.
-        x: The batch to trace with; by default :func:`sample_inputs` (two samples). Any
-            batch the model accepts works: only the data flow is read.
+        x: The batch to trace with; by default :func:`sample_inputs` (two samples), whose
+            scale is taken as 1. A batch given here is also *measured*: every tensor
+            computed from the data alone (the inputs and the weightless preprocessing
+            before the first kernel: ``Rescaling``, ``Normalization``, padding...) carries
+            its root mean square as its ``scale``, so the first kernels can start the
+            signal at unit variance whatever the data's range.
 
     Returns:
         A :class:`ModelGraph`.
@@ -933,6 +1051,7 @@ def model_graph(model: keras.layers.Layer, x: Any = None) -> ModelGraph:
             "The model graph needs a built model (call it on data or use keras.Input). "
             f"Received: model={model.name!r}, which is not built"
         )
+    measure_data = x is not None
     if x is None:
         x = sample_inputs(model)
     tree = _tree(model, children)
@@ -947,7 +1066,7 @@ def model_graph(model: keras.layers.Layer, x: Any = None) -> ModelGraph:
     }
     kinds = {path: _kind(layer, bool(child_paths.get(path))) for path, layer in layers.items()}
 
-    trace = _Trace()
+    trace = _Trace(measure_data)
     top = "<model>"
     try:
         for path, layer in layers.items():
