@@ -63,56 +63,39 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 import keras
 import numpy as np
 
+from keras_inits.model import graph
+
 #: What ``layers=`` accepts: a path, a layer class, a predicate, or a sequence of paths/classes.
 LayerSelection = Union[
     None, str, type, Callable[[keras.layers.Layer], bool], Sequence[Union[str, type]]
 ]
 
 #: Standalone activation layers, monitored by default next to every layer that owns a kernel.
-ACTIVATION_LAYER_TYPES: tuple[type, ...] = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.PReLU,
-    keras.layers.Softmax,
-)
+ACTIVATION_LAYER_TYPES: tuple[type, ...] = graph.ACTIVATION_LAYER_TYPES
 
 #: Layers that re-standardize their input: LSUV leaves them alone, and what follows them
 #: sees a unit-variance linear input whatever came before (``reinitialize``).
-NORMALIZATION_LAYER_TYPES: tuple[type, ...] = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-    keras.layers.UnitNormalization,
-)
+NORMALIZATION_LAYER_TYPES: tuple[type, ...] = graph.NORMALIZATION_LAYER_TYPES
 
 #: Layers treated as leaves: monitored as a whole, never descended into.
-LEAF_LAYER_TYPES: tuple[type, ...] = (keras.layers.RNN, keras.layers.Bidirectional)
-
-_KERNEL_MARK = "kernel"
+LEAF_LAYER_TYPES: tuple[type, ...] = graph.LEAF_LAYER_TYPES
 
 
 # --------------------------------------------------------------------------------------
-# Finding layers
+# Finding layers (the walk itself is keras_inits.model.graph's)
 # --------------------------------------------------------------------------------------
 
 
 def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    """Direct sub-layers of ``layer`` in Keras's order (topological for Functional)."""
-    if isinstance(layer, LEAF_LAYER_TYPES):
-        return []
-    if isinstance(layer, keras.Model):
-        children = list(layer.layers)
-    else:
-        children = list(getattr(layer, "_layers", []))
-    return [child for child in children if not isinstance(child, keras.layers.InputLayer)]
+    """Direct sub-layers of ``layer`` in Keras's order (see :func:`keras_inits.model.graph.children`)."""
+    return graph.children(layer)
 
 
 def walk_layers(model: keras.layers.Layer) -> dict[str, keras.layers.Layer]:
     """Every layer inside ``model`` (not ``model`` itself), keyed by its path.
 
-    Depth first, in Keras's own order of each container; recurrent layers are leaves.
+    Depth first, in Keras's own order of each container; recurrent layers are leaves
+    (:func:`keras_inits.model.graph.walk`).
 
     Args:
         model: A Keras model (or any layer with sub-layers).
@@ -129,56 +112,32 @@ def walk_layers(model: keras.layers.Layer) -> dict[str, keras.layers.Layer]:
     >>> list(walk_layers(outer))
     ['inner', 'inner/d']
     """
-    found: dict[str, keras.layers.Layer] = {}
-    seen: set[int] = {id(model)}
-
-    def visit(container: keras.layers.Layer, prefix: str) -> None:
-        for child in _children(container):
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            path = prefix + child.name
-            if path in found:  # two sibling layers with one name (possible when subclassing)
-                suffix = 1
-                while f"{path}#{suffix}" in found:
-                    suffix += 1
-                path = f"{path}#{suffix}"
-            found[path] = child
-            visit(child, path + "/")
-
-    visit(model, "")
-    return found
+    return graph.walk(model)
 
 
 def _own_variables(layer: keras.layers.Layer) -> list[Any]:
     """Variables created by ``layer`` itself, not by its sub-layers."""
-    own = getattr(layer, "_trainable_variables", None)
-    if own is not None:
-        return list(own) + list(getattr(layer, "_non_trainable_variables", []))
-    nested = {id(w) for child in _children(layer) for w in child.weights}
-    return [w for w in layer.weights if id(w) not in nested]
+    return graph.own_variables(layer)
 
 
 def kernel_variables(layer: keras.layers.Layer) -> list[Any]:
-    """The kernel variables of a layer (names containing ``"kernel"``).
+    """The kernel variables of a layer: weights whose graph role multiplies the input.
 
-    A layer's own variables only, except for recurrent leaves, whose cell owns them
-    (``kernel`` and ``recurrent_kernel``). Empty for layers without a kernel.
+    Kernels, recurrent, depthwise and pointwise kernels and attention projections
+    (:data:`keras_inits.model.graph.KERNEL_ROLES`; embedding tables are not kernels). A
+    layer's own variables only, except for recurrent leaves, whose cells own them. Empty
+    for layers without a kernel.
     """
-    if isinstance(layer, LEAF_LAYER_TYPES):
-        candidates = layer.weights
-    else:
-        candidates = _own_variables(layer)
-    return [v for v in candidates if _KERNEL_MARK in v.name]
+    return [weight.variable for weight in graph.layer_weights(layer) if weight.is_kernel]
 
 
 def is_default_monitored(layer: keras.layers.Layer) -> bool:
-    """True for layers that own a kernel and for standalone activation layers."""
+    """True for standalone activation layers and layers that own a kernel or an embedding table."""
     if isinstance(layer, ACTIVATION_LAYER_TYPES):
         return True
     if isinstance(layer, keras.Model):
         return False
-    return bool(kernel_variables(layer))
+    return any(weight.role in graph.DRAWN_ROLES for weight in graph.layer_weights(layer))
 
 
 def _format_available(paths: Iterable[str]) -> str:
@@ -193,10 +152,10 @@ def select_layers(
     Args:
         model: The model to look into. It must be built (its sub-layers must own their
             variables) for the default selection to find layers with a kernel.
-        layers: ``None`` for the default (every layer that owns a kernel, plus standalone
-            activation layers); a path such as ``"inner/dense_3"`` (a bare layer name is
-            accepted too when it is unique); a layer class; a predicate
-            ``layer -> bool``; or a sequence of paths and classes.
+        layers: ``None`` for the default (every layer that owns a kernel or an embedding
+            table, plus standalone activation layers); a path such as ``"inner/dense_3"``
+            (a bare layer name is accepted too when it is unique); a layer class; a
+            predicate ``layer -> bool``; or a sequence of paths and classes.
 
     Returns:
         A dict from path to layer, in the order of :func:`walk_layers`.
@@ -222,7 +181,8 @@ def select_layers(
         chosen = {path: layer for path, layer in every.items() if is_default_monitored(layer)}
         if not chosen:
             raise ValueError(
-                "The model has no layer to monitor: no layer owns a kernel and there is no "
+                "The model has no layer to monitor: no layer owns a kernel or an embedding "
+                "table and there is no "
                 "standalone activation layer. Pass `layers=` to choose layers explicitly. "
                 f"Received: model={model.name!r} with layers [{_format_available(every)}]"
             )

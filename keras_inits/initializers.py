@@ -33,7 +33,7 @@ from keras import ops
 
 from keras_inits import _sampling
 from keras_inits._activations import deserialize_activation, serialize_activation
-from keras_inits.fans import compute_fans
+from keras_inits.fans import Layout, check_layout, compute_fans
 from keras_inits.gains import gain as activation_gain
 
 __all__ = ["Dirac", "He", "ScaledRandom", "Sparse", "Xavier"]
@@ -212,8 +212,18 @@ class He(_ActivationInitializer):
         fan_out: Var(W) = g_b^2 / fan_out,  g_b = 1 / sqrt(E[phi'(z)^2])
 
     with z ~ N(0, 1) (see `keras_inits.gains.gain`). For ReLU, g = sqrt(2) and this is Keras's
-    `HeNormal`. Fans follow Keras: a kernel `(*receptive_field, in, out)` has
-    `fan_in = prod(receptive_field) * in` and `fan_out = prod(receptive_field) * out`.
+    `HeNormal`. Fans follow `keras_inits.fans.compute_fans(shape, layout)`: with the default
+    `layout="standard"` a kernel `(*k, in, out)` has `fan_in = prod(k) * in` and
+    `fan_out = prod(k) * out`, as in Keras.
+
+    Keras calls an initializer with the kernel shape and dtype only: it cannot tell it which
+    layer it draws for, and a depthwise kernel `(*k, channels, multiplier)` or a transposed
+    one `(*k, out, in)` looks like a standard one. Say so with `layout`:
+    `DepthwiseConv2D(3, depthwise_initializer=He(layout="depthwise"))` (fan_in = prod(k)),
+    `SeparableConv2D(..., depthwise_initializer=He(layout="depthwise"))`,
+    `Conv2DTranspose(..., kernel_initializer=He(layout="transpose"))` (fan_in = prod(k) * in).
+    With the standard layout a depthwise kernel gets fan_in = prod(k) * channels, i.e. a std
+    sqrt(channels) times too small.
 
     - `"truncated_normal"`: N(0, s^2) truncated to [-2 s, 2 s] with
       s = sqrt(Var) / 0.87962566103423978, so the truncated values have variance Var (as in
@@ -245,6 +255,13 @@ class He(_ActivationInitializer):
             initializers, whose unseeded instances repeat their values).
         activation_kwargs: Keyword arguments of the activation, e.g.
             `{"negative_slope": 0.1}` for `"leaky_relu"`.
+        layout: The kernel layout, `"standard"`, `"depthwise"` (DepthwiseConv*, the
+            depthwise kernel of SeparableConv*) or `"transpose"` (Conv*Transpose); see
+            `keras_inits.fans`.
+
+    Raises:
+        ValueError: If `mode`, `distribution`, `layout` or `seed` is not one of the values
+            above, or `activation` is unknown or not element-wise.
 
     Reference:
         - [He et al., 2015](https://arxiv.org/abs/1502.01852), "Delving Deep into
@@ -258,9 +275,11 @@ class He(_ActivationInitializer):
         distribution: Distribution = "truncated_normal",
         seed: Seed = None,
         activation_kwargs: Mapping[str, Any] | None = None,
+        layout: Layout = "standard",
     ) -> None:
         self.mode = _check_choice("mode", mode, MODES)
         self.distribution = _check_choice("distribution", distribution, DISTRIBUTIONS)
+        self.layout = check_layout(layout)
         super().__init__(activation, activation_kwargs, seed)
         self.gain = self._gain("forward" if mode == "fan_in" else "backward")
 
@@ -268,7 +287,7 @@ class He(_ActivationInitializer):
         shape, dtype = _standardize_call(shape, dtype)
         if math.prod(shape) == 0:
             return ops.zeros(shape, dtype=dtype)
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.layout)
         fan = fan_in if self.mode == "fan_in" else fan_out
         variance = self.gain**2 / fan
         return _draw(self.distribution, shape, variance, dtype, self._seed_for_call())
@@ -279,6 +298,7 @@ class He(_ActivationInitializer):
             "mode": self.mode,
             "distribution": self.distribution,
             "seed": self._seed_config(),
+            "layout": self.layout,
         }
 
 
@@ -293,7 +313,10 @@ class Xavier(_ActivationInitializer):
 
     so a linear layer gets Keras's `GlorotUniform` variance 2 / (fan_in + fan_out) and a ReLU
     layer 4 / (fan_in + fan_out) (PyTorch's `xavier_uniform_(gain=sqrt(2))`). `g_f` and `g_b`
-    are `keras_inits.gains.gain(activation, "forward" / "backward")`; fans follow Keras.
+    are `keras_inits.gains.gain(activation, "forward" / "backward")`; fans follow
+    `keras_inits.fans.compute_fans(shape, layout)` (pass `layout="depthwise"` for a
+    depthwise kernel and `layout="transpose"` for a transposed convolution's: Keras cannot
+    tell an initializer which layer it draws for; see `He`).
     The distributions are those of `He`: `"uniform"` is U(-sqrt(3 Var), sqrt(3 Var)),
     `"normal"` is N(0, Var), `"truncated_normal"` is N(0, s^2) truncated at +-2 s with
     s = sqrt(Var) / 0.87962566103423978 (variance Var after truncation).
@@ -313,6 +336,11 @@ class Xavier(_ActivationInitializer):
         distribution: `"uniform"`, `"normal"` or `"truncated_normal"`.
         seed: An int, a `keras.random.SeedGenerator` or `None`, as in `He`.
         activation_kwargs: Keyword arguments of the activation.
+        layout: `"standard"`, `"depthwise"` or `"transpose"`, as in `He`.
+
+    Raises:
+        ValueError: If `distribution`, `layout` or `seed` is not one of the values above, or
+            `activation` is unknown or not element-wise.
 
     Reference:
         - [Glorot & Bengio, 2010](https://proceedings.mlr.press/v9/glorot10a.html),
@@ -325,8 +353,10 @@ class Xavier(_ActivationInitializer):
         distribution: Distribution = "uniform",
         seed: Seed = None,
         activation_kwargs: Mapping[str, Any] | None = None,
+        layout: Layout = "standard",
     ) -> None:
         self.distribution = _check_choice("distribution", distribution, DISTRIBUTIONS)
+        self.layout = check_layout(layout)
         super().__init__(activation, activation_kwargs, seed)
         self.forward_gain = self._gain("forward")
         self.backward_gain = self._gain("backward")
@@ -335,7 +365,7 @@ class Xavier(_ActivationInitializer):
         shape, dtype = _standardize_call(shape, dtype)
         if math.prod(shape) == 0:
             return ops.zeros(shape, dtype=dtype)
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.layout)
         variance = 2.0 / (fan_in / self.forward_gain**2 + fan_out / self.backward_gain**2)
         return _draw(self.distribution, shape, variance, dtype, self._seed_for_call())
 
@@ -344,6 +374,7 @@ class Xavier(_ActivationInitializer):
             **self._activation_config(),
             "distribution": self.distribution,
             "seed": self._seed_config(),
+            "layout": self.layout,
         }
 
 
@@ -351,10 +382,21 @@ class Xavier(_ActivationInitializer):
 class Sparse(_ActivationInitializer):
     """Sparse initializer: exactly `k` non-zero incoming weights per unit.
 
-    Every output unit (last axis) gets exactly `k` non-zero weights, in rows chosen uniformly
-    at random among the `fan_in = prod(shape[:-1])` inputs (for a convolution kernel the rows
-    are receptive-field positions times input channels), independently across units. The
-    non-zeros are i.i.d. N(0, std^2), with
+    Every output unit gets exactly `k` non-zero incoming weights, chosen uniformly at random
+    among its `fan_in` incoming weights, independently across units. What a unit and its
+    incoming weights are depends on `layout` (Keras cannot tell an initializer which layer it
+    draws for: pass `Sparse(..., layout="depthwise")` as a `depthwise_initializer`):
+
+    - `"standard"`, kernel `(*k, in, out)`: a unit is an output channel (last axis); its
+      `fan_in = prod(k) * in` incoming weights are the receptive-field positions times
+      input channels.
+    - `"depthwise"`, kernel `(*k, channels, multiplier)`: a unit is one of the
+      `channels * multiplier` depthwise filters; its `fan_in = prod(k)` incoming weights are
+      the taps of its receptive field.
+    - `"transpose"`, kernel `(*k, out, in)`: a unit is an output channel (axis -2); its
+      `fan_in = prod(k) * in` incoming weights are `W[..., unit, :]`.
+
+    The non-zeros are i.i.d. N(0, std^2), with
 
         k   = connections, or round((1 - sparsity) * fan_in) (halves up, at least 1)
         std = g_f / sqrt(k) by default,   g_f = 1 / sqrt(E[phi(z)^2])
@@ -381,6 +423,8 @@ class Sparse(_ActivationInitializer):
         seed: An int, a `keras.random.SeedGenerator` or `None`, as in `He`. The rows and the
             values both come from this one seed.
         activation_kwargs: Keyword arguments of the activation.
+        layout: `"standard"`, `"depthwise"` or `"transpose"`: which weights are a unit's
+            incoming weights (above).
 
     Reference:
         - [Martens, 2010](https://www.cs.toronto.edu/~jmartens/docs/Deep_HessianFree.pdf),
@@ -395,7 +439,9 @@ class Sparse(_ActivationInitializer):
         std: float | None = None,
         seed: Seed = None,
         activation_kwargs: Mapping[str, Any] | None = None,
+        layout: Layout = "standard",
     ) -> None:
+        self.layout = check_layout(layout)
         if (sparsity is None) == (connections is None):
             raise ValueError(
                 "Exactly one of the arguments `sparsity` and `connections` must be given. "
@@ -434,23 +480,29 @@ class Sparse(_ActivationInitializer):
 
     def __call__(self, shape, dtype=None):
         shape, dtype = _standardize_call(shape, dtype)
-        if len(shape) < 2:
+        minimum_rank = 2 if self.layout == "standard" else 3
+        if len(shape) < minimum_rank:
             raise ValueError(
-                "Sparse needs a kernel of rank >= 2, (..., fan_in axes, units). "
-                f"Received: shape={shape}"
+                f"Sparse with layout={self.layout!r} needs a kernel of rank >= {minimum_rank}. "
+                f"Received: shape={shape!r}"
             )
-        fan_in = math.prod(shape[:-1])
-        units = shape[-1]
+        fan_in, units = _sparse_matrix_shape(shape, self.layout)
         if fan_in * units == 0:
             return ops.zeros(shape, dtype=dtype)
         connections = self.connections_for(fan_in)
         if connections > fan_in:
             raise ValueError(
-                "Argument `connections` must be at most fan_in = prod(shape[:-1]) = "
-                f"{fan_in} for shape={shape}. Received: connections={connections}"
+                f"Argument `connections` must be at most fan_in = {fan_in} for "
+                f"shape={shape!r} and layout={self.layout!r}. "
+                f"Received: connections={connections!r}"
             )
         std = self.std if self.std is not None else self.gain / math.sqrt(connections)
         kernel = _sampling.sparse_kernel(fan_in, units, connections, std, dtype, self._seed_for_call())
+        if self.layout == "transpose":
+            # Columns are the output channels (axis -2); rows the taps times input channels.
+            receptive = shape[:-2]
+            kernel = ops.reshape(kernel, (math.prod(receptive), shape[-1], shape[-2]))
+            kernel = ops.transpose(kernel, (0, 2, 1))
         return ops.reshape(kernel, shape)
 
     def get_config(self) -> dict[str, Any]:
@@ -460,7 +512,17 @@ class Sparse(_ActivationInitializer):
             **self._activation_config(),
             "std": self.std,
             "seed": self._seed_config(),
+            "layout": self.layout,
         }
+
+
+def _sparse_matrix_shape(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
+    """(incoming weights per unit, units) of a kernel drawn by `Sparse` with `layout`."""
+    if layout == "depthwise":
+        return math.prod(shape[:-2]), shape[-2] * shape[-1]
+    if layout == "transpose":
+        return math.prod(shape[:-2]) * shape[-1], shape[-2]
+    return math.prod(shape[:-1]), shape[-1]
 
 
 @keras.saving.register_keras_serializable(package="keras_inits")

@@ -1,23 +1,34 @@
-"""Whole-model activation-aware re-initialization.
+"""Whole-model activation-aware re-initialization, on the model graph.
 
 A per-layer ``kernel_initializer`` sees only the kernel's shape; the He/Xavier derivation
-needs the activation that produced the layer's *input* (the previous layer's activation,
-linear for the model's inputs). ``reinitialize`` walks a built model, finds that
-activation for every kernel, and re-draws the kernel with the matching gain.
+needs the activation that produced the layer's *input* and the weight's true fans.
+``reinitialize`` asks :mod:`keras_inits.model.graph` for both, for every kernel-like weight
+of the model (kernels, depthwise and pointwise kernels, recurrent kernels, attention
+projections, embedding tables), re-draws each, and says what it drew and what it left alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+import dataclasses
+import math
+import numbers
+from typing import Any, Iterator, Literal, Mapping
 
 import keras
 
-from keras_inits._probe import NORMALIZATION_LAYER_TYPES
 from keras_inits._seeds import derive_seed
-from keras_inits.initializers import He, Xavier
+from keras_inits.initializers import TRUNCATED_NORMAL_STD, He, Xavier
+from keras_inits.model.graph import (
+    KERNEL_LAYOUTS,
+    FLOAT_DTYPES,
+    FeedingActivation,
+    ModelGraph,
+    Node,
+    Weight,
+    model_graph,
+)
 
-__all__ = ["reinitialize", "FeedingActivation"]
+__all__ = ["reinitialize", "FeedingActivation", "DrawnWeight", "SkippedWeight", "ReinitReport"]
 
 Method = Literal["he", "xavier"]
 Mode = Literal["fan_in", "fan_out"]
@@ -25,24 +36,99 @@ Mode = Literal["fan_in", "fan_out"]
 _METHODS = ("he", "xavier")
 _MODES = ("fan_in", "fan_out")
 
+#: Gain of the orthogonal recurrent kernels: the recurrence applies them once per time
+#: step, so any other gain compounds geometrically over the sequence.
+RECURRENT_GAIN = 1.0
+
+_KEPT_BECAUSE = {
+    "bias": "a bias adds no fan-in sum; kept as built (zeros by Keras's default)",
+    "gamma": "normalization scale: sets the output std the layer re-standardizes to; kept",
+    "beta": "normalization shift: sets the output mean; kept",
+    "other": "not a kernel-like weight (moving statistics, layer-scale factors, states...); kept",
+}
+_NOT_FLOAT = "not a floating-point variable; kept"
 
 
-@dataclass(frozen=True)
-class FeedingActivation:
-    """The element-wise activation that produced a layer's input.
+@dataclasses.dataclass(frozen=True)
+class DrawnWeight:
+    """What ``reinitialize`` drew for one weight.
 
     Attributes:
-        activation: A name ``keras.activations.get`` knows, or an element-wise callable.
-        kwargs: Arguments of the activation (``negative_slope`` of a ``LeakyReLU`` layer...).
-        source: Path of the layer the activation was read from (``None`` for model inputs).
+        path: The weight's path (``dense_3/kernel``, ``lstm/lstm_cell/recurrent_kernel``).
+        role: Its role in the model graph (``kernel``, ``depthwise_kernel``,
+            ``attention_query``, ``embeddings``...).
+        layout: How its fans were read (``standard``, ``depthwise``, ``transpose``,
+            ``einsum``, ``gates``, ``embeddings``).
+        fans: ``(fan_in, fan_out)`` used (per gate for recurrent weights).
+        feeding: The activation that feeds the weight's input.
+        initializers: The initializers that drew the values: one, or one per gate block
+            for recurrent kernels.
+        law: The law in words, e.g. ``"He(gelu, fan_in) on fans (64, 32)"``.
+        std: The standard deviation of that law.
     """
 
-    activation: Any = "linear"
-    kwargs: dict = field(default_factory=dict)
-    source: str | None = None
+    path: str
+    role: str
+    layout: str
+    fans: tuple[int, int]
+    feeding: FeedingActivation
+    initializers: tuple[keras.initializers.Initializer, ...]
+    law: str
+    std: float
+
+    @property
+    def activation(self) -> Any:
+        """The feeding activation (a name or a callable)."""
+        return self.feeding.activation
 
 
-_LINEAR = FeedingActivation()
+@dataclasses.dataclass(frozen=True)
+class SkippedWeight:
+    """A weight ``reinitialize`` left as it was, and why."""
+
+    path: str
+    role: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinitReport(Mapping[str, DrawnWeight]):
+    """What ``reinitialize`` did: a mapping from weight path to :class:`DrawnWeight`.
+
+    Attributes:
+        drawn: Weight path -> :class:`DrawnWeight`, in data-flow order.
+        skipped: Weight path -> :class:`SkippedWeight` for every weight left alone.
+        graph: The :class:`keras_inits.model.graph.ModelGraph` the draws were based on.
+    """
+
+    drawn: dict[str, DrawnWeight]
+    skipped: dict[str, SkippedWeight]
+    graph: ModelGraph
+
+    def __getitem__(self, path: str) -> DrawnWeight:
+        return self.drawn[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.drawn)
+
+    def __len__(self) -> int:
+        return len(self.drawn)
+
+    def summary(self) -> str:
+        """One line per weight: what was drawn (law, fans, std) or why it was kept."""
+        lines = [f"{path}: {entry.law}, std {entry.std:.4g}" for path, entry in self.drawn.items()]
+        lines += [f"{path}: kept ({entry.role}): {entry.reason}" for path, entry in self.skipped.items()]
+        return "\n".join(lines)
+
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int or None. Received: seed={seed!r}")
+    return int(seed)
 
 
 def reinitialize(
@@ -51,33 +137,45 @@ def reinitialize(
     *,
     mode: Mode = "fan_in",
     seed: int | None = None,
-) -> dict[str, keras.initializers.Initializer]:
-    """Re-draw every kernel of a built model with the gain of the activation that feeds it.
+    x: Any = None,
+) -> ReinitReport:
+    """Re-draw every kernel-like weight of a built model with the gain of the activation that feeds it.
 
-    For the kernel ``W`` of a layer whose input is ``x = phi(z)`` (``z`` the previous
-    layer's pre-activation), He (``method="he"``) draws ``Var(W) = g_f(phi)^2 / fan_in``
+    For a weight ``W`` whose input is ``x = phi(z)`` (``z`` the previous layer's
+    pre-activation), He (``method="he"``) draws ``Var(W) = g_f(phi)^2 / fan_in``
     (``mode="fan_in"``) or ``g_b(phi)^2 / fan_out`` (``mode="fan_out"``), and Xavier
     (``method="xavier"``) draws ``Var(W) = 2 / (fan_in / g_f^2 + fan_out / g_b^2)``, with
-    ``g_f = 1 / sqrt(E[phi(z)^2])`` and ``g_b = 1 / sqrt(E[phi'(z)^2])``. The layer's
-    *own* activation does not enter: it acts on the output, which is the next layer's
-    business. The model's inputs count as linear.
+    ``g_f = 1 / sqrt(E[phi(z)^2])`` and ``g_b = 1 / sqrt(E[phi'(z)^2])``. The layer's *own*
+    activation does not enter: it acts on the output, which is the next layer's business.
+    The feeding activation, the roles and the fans come from
+    :func:`keras_inits.model.graph.model_graph` (one traced forward pass; its docstring says
+    how containers, merges, normalization and ops the trace cannot see are handled).
 
-    How the feeding activation is found:
+    Per role:
 
-    - a layer built with ``activation=`` (Dense, Conv*, ...) and the activation layers
-      (``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``, ``PReLU`` with its mean slope)
-      hand their activation on;
-    - normalization layers (BatchNormalization, LayerNormalization, GroupNormalization,
-      UnitNormalization) reset it to linear;
-    - every other layer (Dropout, Flatten, Reshape, pooling, padding, custom layers
-      without weights, ...) passes on what it received; a merge layer (Add, Concatenate,
-      ...) passes on its inputs' activation when they agree, linear otherwise;
-    - nested models are walked with the activation that feeds them;
-    - a subclassed model has no graph: its layers are taken as a chain in the order they
-      were assigned as attributes (``model.layers``).
+    - ``kernel``, ``depthwise_kernel``, ``pointwise_kernel``: ``He``/``Xavier`` with the
+      kernel's layout (``layout="depthwise"`` gives a depthwise kernel ``(*k, C, M)``
+      fan_in ``prod(k)``; ``"transpose"`` reads a transposed convolution's ``(*k, out, in)``).
+      A separable convolution's pointwise kernel is fed by its depthwise kernel, whose output
+      is linear, so the two in series keep the variance.
+    - ``attention_*`` and other ``EinsumDense`` kernels, recurrent input kernels (per gate:
+      ``(in, units)``) and embedding tables: their fans are not those of the shape, so the
+      graph's fans give the variance of the He/Xavier law above and Keras's
+      ``TruncatedNormal(stddev=sqrt(Var) / 0.8796...)`` (He's truncated normal) or
+      ``RandomUniform(+-sqrt(3 Var))`` (Xavier's uniform) draws it; values are i.i.d.,
+      so a draw of the whole shape is the same law as one per block.
+    - ``embeddings``: a lookup reads one row, i.e. a one-hot input with fan_in 1, so He
+      (fan_in) draws ``N(0, 1)``: each embedded vector has unit variance per component, as
+      the next layer's derivation assumes of its input (Keras's default, ``U(-0.05, 0.05)``,
+      gives 8e-4). ``fan_out`` and Xavier use fan_out = the embedding dimension.
+    - ``recurrent_kernel``: orthogonal per gate (each ``units x units`` block of an LSTM's or
+      GRU's recurrent kernel an orthogonal matrix, gain :data:`RECURRENT_GAIN`), as
+      Keras's default ``Orthogonal`` does for the whole matrix: the recurrence applies the
+      block at every time step, and only an orthogonal matrix keeps the norm of the state
+      over many steps (a He draw has singular values up to 2 g, which compound).
 
-    Biases are left as they are. Layers whose ``kernel`` is not a plain variable
-    (recurrent cells' ``recurrent_kernel`` is not touched either) keep theirs.
+    Kept as built, and listed in ``skipped`` with the reason: biases, normalization
+    ``gamma``/``beta``, moving statistics and other non-kernel weights, non-float variables.
 
     Examples:
 
@@ -87,39 +185,46 @@ def reinitialize(
     ...     keras.layers.Dense(128, activation="gelu"),
     ...     keras.layers.Dense(10),
     ... ])
-    >>> used = reinitialize(model, "he", seed=0)
-    >>> [type(init).__name__ for init in used.values()]
-    ['He', 'He', 'He']
-    >>> used["dense_1"].activation   # the second Dense is fed by gelu
+    >>> report = reinitialize(model, "he", seed=0)
+    >>> list(report)
+    ['dense/kernel', 'dense_1/kernel', 'dense_2/kernel']
+    >>> report["dense_1/kernel"].activation   # the second Dense is fed by gelu
     'gelu'
+    >>> sorted(report.skipped)[:1]
+    ['dense/bias']
 
     Args:
         model: A built Keras model (Sequential, Functional, subclassed or nested).
         method: ``"he"`` or ``"xavier"``.
         mode: He's ``"fan_in"`` (forward variance) or ``"fan_out"`` (backward variance).
             Ignored by Xavier, which balances both.
-        seed: An int makes the result reproducible (each kernel gets its own independent
-            stream derived from ``(seed, layer index)``); ``None`` draws fresh values.
+        seed: An int makes the result reproducible (each weight gets its own independent
+            stream derived from ``(seed, weight index)``); ``None`` draws fresh values.
+        x: A batch for the trace of the model graph; by default two samples made from the
+            model's input shapes (needed for subclassed models called on several inputs).
 
     Returns:
-        A dict from layer path (``dense_3``, ``inner/dense_3`` inside a nested model named
-        ``inner``) to the initializer that drew its kernel, in the order of the walk.
+        A :class:`ReinitReport`: a mapping from weight path to :class:`DrawnWeight`
+        (initializer, fans, std), with ``skipped`` for the weights left alone.
 
     Raises:
-        ValueError: for an unknown ``method`` or ``mode``, a model that is not built, or
-            a model without kernels.
+        ValueError: for an unknown ``method`` or ``mode``, a negative seed, a model that is
+            not built, a model without kernel-like weights, or a weight fed by an activation
+            that has no gain (softmax).
+        TypeError: for a ``model`` that is not a ``keras.Model`` or a non-int ``seed``.
 
     Reference:
         He et al., "Delving Deep into Rectifiers", ICCV 2015.
         Glorot & Bengio, "Understanding the difficulty of training deep feedforward
         neural networks", AISTATS 2010.
+        Saxe et al., "Exact solutions to the nonlinear dynamics of learning in deep linear
+        neural networks", ICLR 2014 (orthogonal recurrent kernels).
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}. Received: method={method!r}")
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}. Received: mode={mode!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
+    seed = _check_seed(seed)
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model. Received: model={model!r}")
     if not model.built:
@@ -128,158 +233,137 @@ def reinitialize(
             f"Received: model={model.name!r}, which is not built"
         )
 
-    feeding = feeding_activations(model)
-    if not feeding:
-        raise ValueError(f"The model has no layer with a kernel to re-initialize. Received: model={model.name!r}")
-
-    used: dict[str, keras.initializers.Initializer] = {}
-    for index, (path, (layer, source)) in enumerate(feeding.items()):
-        layer_seed = derive_seed(seed, index)
-        arguments = dict(activation=source.activation, seed=layer_seed, activation_kwargs=dict(source.kwargs) or None)
-        try:
-            initializer = He(mode=mode, **arguments) if method == "he" else Xavier(**arguments)
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"Cannot re-initialize layer {path!r}: the activation that feeds it (from "
-                f"{source.source!r}) has no gain. {error}"
-            ) from error
-        kernel = layer.kernel
-        kernel.assign(initializer(tuple(kernel.shape), dtype=kernel.dtype))
-        used[path] = initializer
-    return used
-
-
-def feeding_activations(model: keras.Model) -> dict[str, tuple[keras.layers.Layer, FeedingActivation]]:
-    """Map the path of every kernel-owning layer to ``(layer, activation that feeds it)``.
-
-    The walk is described in :func:`reinitialize`. Paths are relative to ``model``.
-    """
-    result: dict[str, tuple[keras.layers.Layer, FeedingActivation]] = {}
-    _walk(model, prefix="", fed_by=_LINEAR, result=result)
-    return result
+    graph = model_graph(model, x)
+    drawn: dict[str, DrawnWeight] = {}
+    skipped: dict[str, SkippedWeight] = {}
+    planned: list[tuple[Node, Weight]] = []
+    for node in graph.nodes.values():
+        for weight in node.weights:
+            if weight.dtype not in FLOAT_DTYPES:
+                skipped[weight.path] = SkippedWeight(weight.path, weight.role, _NOT_FLOAT)
+            elif weight.fans is None:
+                skipped[weight.path] = SkippedWeight(weight.path, weight.role, _KEPT_BECAUSE[weight.role])
+            else:
+                planned.append((node, weight))
+    if not planned:
+        raise ValueError(
+            "The model has no layer with a kernel (or embedding table) to re-initialize. "
+            f"Received: model={model.name!r}"
+        )
+    for index, (node, weight) in enumerate(planned):
+        entry, values = _draw(node, weight, method, mode, derive_seed(seed, index))
+        weight.variable.assign(values)
+        drawn[weight.path] = entry
+    return ReinitReport(drawn=drawn, skipped=skipped, graph=graph)
 
 
-def _walk(
-    model: keras.Model,
-    prefix: str,
-    fed_by: FeedingActivation,
-    result: dict[str, tuple[keras.layers.Layer, FeedingActivation]],
-) -> FeedingActivation:
-    """Walk one model level; return the activation of the model's output."""
-    graph = _functional_graph(model)
-    if graph is None:
-        return _walk_chain(model, prefix, fed_by, result)
-
-    produced: dict[int, FeedingActivation] = {}
-    last = fed_by
-    for layer in graph.layers:
-        parents = _parent_layers(layer, graph)
-        if not parents:  # an InputLayer
-            produced[id(layer)] = fed_by
-            continue
-        incoming = _merge([produced.get(id(parent), fed_by) for parent in parents])
-        last = produced[id(layer)] = _visit(layer, prefix, incoming, result)
-    outputs = [tensor._keras_history.operation for tensor in graph.outputs]
-    return _merge([produced.get(id(layer), last) for layer in outputs])
+def _feeding(node: Node, weight: Weight) -> FeedingActivation:
+    """A kernel later in a series inside one layer is fed by the previous kernel's linear output."""
+    if weight.series > 0:
+        return FeedingActivation(source=node.path)
+    return node.feeding
 
 
-def _walk_chain(
-    model: keras.Model,
-    prefix: str,
-    fed_by: FeedingActivation,
-    result: dict[str, tuple[keras.layers.Layer, FeedingActivation]],
-) -> FeedingActivation:
-    current = fed_by
-    for layer in model.layers:
-        current = _visit(layer, prefix, current, result)
-    return current
-
-
-def _visit(
-    layer: keras.layers.Layer,
-    prefix: str,
-    incoming: FeedingActivation,
-    result: dict[str, tuple[keras.layers.Layer, FeedingActivation]],
-) -> FeedingActivation:
-    """Record ``layer`` if it owns a kernel; return the activation of its output."""
-    path = f"{prefix}{layer.name}"
-    if isinstance(layer, keras.Model):
-        return _walk(layer, prefix=f"{path}/", fed_by=incoming, result=result)
-    if _owns_kernel(layer):
-        result[path] = (layer, incoming)
-    if isinstance(layer, NORMALIZATION_LAYER_TYPES):
-        return FeedingActivation(source=path)
-    own = _own_activation(layer, path)
-    if own is not None:
-        return own
-    if _owns_kernel(layer):
-        return FeedingActivation(source=path)  # a kernel layer without activation: linear
-    return incoming
-
-
-def _owns_kernel(layer: keras.layers.Layer) -> bool:
-    kernel = getattr(layer, "kernel", None)
-    return isinstance(kernel, keras.Variable) and len(kernel.shape) >= 2
-
-
-def _own_activation(layer: keras.layers.Layer, path: str) -> FeedingActivation | None:
-    """The activation a layer applies to its output, or ``None`` if it applies none."""
-    if isinstance(layer, keras.layers.ReLU):
-        defaults = {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}
-        config = layer.get_config()
-        kwargs = {key: config[key] for key, default in defaults.items() if config.get(key) != default}
-        return FeedingActivation("relu", kwargs, path)
-    if isinstance(layer, keras.layers.LeakyReLU):
-        return FeedingActivation("leaky_relu", {"negative_slope": float(layer.negative_slope)}, path)
-    if isinstance(layer, keras.layers.ELU):
-        return FeedingActivation("elu", {"alpha": float(layer.alpha)}, path)
-    if isinstance(layer, keras.layers.PReLU):
-        slope = float(keras.ops.mean(layer.alpha))
-        return FeedingActivation("leaky_relu", {"negative_slope": slope}, path)
-    activation = getattr(layer, "activation", None)
-    if not callable(activation) or activation is keras.activations.linear:
-        return None
-    name = getattr(activation, "__name__", "")
-    if _builtin_activation(name) is activation:
-        return FeedingActivation(name, {}, path)
-    return FeedingActivation(activation, {}, path)
-
-
-def _builtin_activation(name: str) -> Callable | None:
-    """Keras's activation function of that name, or ``None``."""
+def _gain_initializer(
+    node: Node, weight: Weight, feeding: FeedingActivation, method: str, mode: str, seed: int | None
+) -> He | Xavier:
+    layout = weight.layout if weight.layout in KERNEL_LAYOUTS else "standard"
+    arguments = dict(
+        activation=feeding.activation,
+        seed=seed,
+        activation_kwargs=dict(feeding.kwargs) or None,
+        layout=layout,
+    )
     try:
-        return keras.activations.get(name)
-    except (ValueError, TypeError):
-        return None
+        return He(mode=mode, **arguments) if method == "he" else Xavier(**arguments)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"Cannot re-initialize layer {node.path!r} (weight {weight.path!r}): the activation "
+            f"that feeds it (from {feeding.source!r}) has no gain. {error}"
+        ) from error
 
 
-def _merge(sources: list[FeedingActivation]) -> FeedingActivation:
-    first = sources[0]
-    if all(source.activation == first.activation and source.kwargs == first.kwargs for source in sources):
-        return first
-    return _LINEAR
+def _variance(initializer: He | Xavier, fans: tuple[int, int]) -> float:
+    """The variance of ``initializer``'s law on the given fans."""
+    fan_in, fan_out = fans
+    if isinstance(initializer, He):
+        fan = fan_in if initializer.mode == "fan_in" else fan_out
+        return initializer.gain**2 / fan
+    return 2.0 / (fan_in / initializer.forward_gain**2 + fan_out / initializer.backward_gain**2)
 
 
-class _Graph:
-    def __init__(self, layers: list[keras.layers.Layer], outputs: list[Any], node_ids: set[int]):
-        self.layers = layers
-        self.outputs = outputs
-        self.node_ids = node_ids
+def _activation_name(feeding: FeedingActivation) -> str:
+    name = feeding.activation if isinstance(feeding.activation, str) else getattr(
+        feeding.activation, "__name__", repr(feeding.activation)
+    )
+    if feeding.kwargs:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in feeding.kwargs.items())
+        return f"{name}({arguments})"
+    return name
 
 
-def _functional_graph(model: keras.Model) -> _Graph | None:
-    """The layers (in topological order), outputs and node ids of a Functional graph."""
-    functional = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
-    operations = getattr(functional, "_operations", None)
-    nodes_by_depth = getattr(functional, "_nodes_by_depth", None)
-    if operations is None or nodes_by_depth is None:
-        return None
-    node_ids = {id(node) for nodes in nodes_by_depth.values() for node in nodes}
-    return _Graph(list(operations), list(functional.outputs), node_ids)
+def _draw(
+    node: Node, weight: Weight, method: str, mode: str, seed: int | None
+) -> tuple[DrawnWeight, Any]:
+    """The values of one weight and the report entry that says how they were drawn."""
+    shape = weight.shape
+    dtype = weight.dtype
+    feeding = _feeding(node, weight)
+    if weight.role == "recurrent_kernel":  # fed by the layer's own state
+        return _draw_orthogonal_gates(weight, node.output_activation, seed)
+    initializer = _gain_initializer(node, weight, feeding, method, mode, seed)
+    variance = _variance(initializer, weight.fans)
+    law_name = f"He({_activation_name(feeding)}, {mode})" if method == "he" else f"Xavier({_activation_name(feeding)})"
+    law = f"{law_name} on fans {weight.fans}"
+    if weight.layout in KERNEL_LAYOUTS:
+        values = initializer(shape, dtype=dtype)
+        used = initializer
+    else:
+        used = _keras_initializer(method, variance, seed)
+        values = used(shape, dtype=dtype)
+        law += f" ({weight.layout}), drawn by {type(used).__name__}"
+    entry = DrawnWeight(
+        path=weight.path,
+        role=weight.role,
+        layout=weight.layout,
+        fans=weight.fans,
+        feeding=feeding,
+        initializers=(used,),
+        law=law,
+        std=math.sqrt(variance),
+    )
+    return entry, values
 
 
-def _parent_layers(layer: keras.layers.Layer, graph: _Graph) -> list[Callable]:
-    for node in layer._inbound_nodes:
-        if id(node) in graph.node_ids:
-            return [parent.operation for parent in node.parent_nodes]
-    return []
+def _keras_initializer(method: str, variance: float, seed: int | None) -> keras.initializers.Initializer:
+    """Keras's initializer of He's (truncated normal) or Xavier's (uniform) law with ``variance``."""
+    if method == "he":
+        return keras.initializers.TruncatedNormal(stddev=math.sqrt(variance) / TRUNCATED_NORMAL_STD, seed=seed)
+    limit = math.sqrt(3.0 * variance)
+    return keras.initializers.RandomUniform(minval=-limit, maxval=limit, seed=seed)
+
+
+def _draw_orthogonal_gates(
+    weight: Weight, feeding: FeedingActivation, seed: int | None
+) -> tuple[DrawnWeight, Any]:
+    """An orthogonal block per gate along the last axis (gain :data:`RECURRENT_GAIN`)."""
+    shape = weight.shape
+    units = shape[-1] // weight.gates
+    block_shape = shape[:-1] + (units,)
+    initializers = tuple(
+        keras.initializers.Orthogonal(gain=RECURRENT_GAIN, seed=derive_seed(seed, gate))
+        for gate in range(weight.gates)
+    )
+    blocks = [initializer(block_shape, dtype=weight.dtype) for initializer in initializers]
+    values = keras.ops.concatenate(blocks, axis=-1) if len(blocks) > 1 else blocks[0]
+    entry = DrawnWeight(
+        path=weight.path,
+        role=weight.role,
+        layout=weight.layout,
+        fans=weight.fans,
+        feeding=feeding,
+        initializers=initializers,
+        law=f"Orthogonal(gain={RECURRENT_GAIN}) per gate, {weight.gates} blocks of {block_shape}",
+        std=RECURRENT_GAIN / math.sqrt(max(weight.fans)),
+    )
+    return entry, values

@@ -15,12 +15,12 @@ from unittest import mock
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from keras_inits import Dirac, He, ScaledRandom, Sparse, Xavier, _sampling, backend
+from keras_inits.fans import compute_fans
 from keras_inits.gains import gain
 
 KS_P_MIN = 1e-4
@@ -102,6 +102,121 @@ def test_he_truncated_normal_law_variance_and_bounds(activation):
     assert sample.var() == pytest.approx(variance, rel=0.03)
 
 
+# ----------------------------------------------------------------------------------------------
+# Kernel layouts: fans of depthwise and transposed kernels, on real layers.
+# ----------------------------------------------------------------------------------------------
+
+# Relative tolerance of a measured pre-activation std against the analytic one.
+LAYER_STD_TOLERANCE = 0.10
+
+
+@pytest.mark.parametrize(
+    "shape, layout, expected",
+    [
+        ((784, 500), "standard", (784, 500)),
+        ((3, 3, 16, 80), "standard", (144, 720)),
+        ((3, 3, 64, 1), "depthwise", (9, 9)),
+        ((5, 64, 2), "depthwise", (5, 10)),
+        ((3, 3, 32, 64), "transpose", (576, 288)),
+        ((2, 2, 2, 8, 4), "transpose", (32, 64)),
+    ],
+)
+def test_compute_fans_layouts(shape, layout, expected):
+    assert compute_fans(shape, layout) == expected
+
+
+def test_compute_fans_bad_layout():
+    with pytest.raises(ValueError, match="Received: layout='pointwise'"):
+        compute_fans((3, 3, 4, 4), "pointwise")
+
+
+def test_compute_fans_depthwise_needs_a_convolution_kernel():
+    with pytest.raises(ValueError, match=r"Received: shape=\(4, 4\)"):
+        compute_fans((4, 4), "depthwise")
+
+
+@pytest.mark.parametrize("cls", [He, Xavier])
+def test_bad_layout(cls):
+    with pytest.raises(ValueError, match="Received: layout='channels_first'"):
+        cls(layout="channels_first")
+
+
+def test_sparse_bad_layout():
+    with pytest.raises(ValueError, match="Received: layout=None"):
+        Sparse(connections=3, layout=None)
+
+
+def relu_inputs(shape, seed):
+    """relu(z), z ~ N(0, 1): the input of a layer that follows a unit-variance ReLU layer."""
+    z = np.random.default_rng(seed).standard_normal(shape).astype("float32")
+    return np.maximum(z, 0.0)
+
+
+def test_depthwise_conv2d_he_keeps_variance():
+    # fan_in = 9: Var(out) = 9 * (2 / 9) * E[relu(z)^2] = 1.
+    channels = 64
+    layer = keras.layers.DepthwiseConv2D(
+        3,
+        use_bias=False,
+        depthwise_initializer=He("relu", layout="depthwise", seed=7),
+    )
+    outputs = backend.current().to_numpy(layer(relu_inputs((4, 10, 10, channels), 0)))
+    assert outputs.std() == pytest.approx(1.0, rel=LAYER_STD_TOLERANCE)
+    kernel = backend.current().to_numpy(layer.kernel)
+    assert kernel.shape == (3, 3, channels, 1)
+    assert_law(kernel, claimed_law("truncated_normal", 2.0 / 9))
+
+
+def test_depthwise_conv2d_standard_layout_shrinks_the_std_by_sqrt_channels():
+    # What 0.1 did: fan_in = 9 * 64, so the std is 1 / 8 of the analytic one.
+    layer = keras.layers.DepthwiseConv2D(3, use_bias=False, depthwise_initializer=He(seed=7))
+    outputs = backend.current().to_numpy(layer(relu_inputs((4, 10, 10, 64), 0)))
+    assert outputs.std() == pytest.approx(1.0 / 8.0, rel=LAYER_STD_TOLERANCE)
+
+
+def test_conv2d_transpose_he_keeps_variance():
+    # Kernel (3, 3, out, in); fan_in = 9 * in: Var(out) = 9 * in * 2 / (9 * in) * 1/2 = 1 on
+    # the interior pixels (stride 1, every tap lands on an input pixel).
+    filters, channels = 48, 16
+    layer = keras.layers.Conv2DTranspose(
+        filters,
+        3,
+        use_bias=False,
+        kernel_initializer=He("relu", layout="transpose", seed=3),
+    )
+    outputs = backend.current().to_numpy(layer(relu_inputs((4, 10, 10, channels), 1)))
+    interior = outputs[:, 2:-2, 2:-2, :]
+    assert interior.std() == pytest.approx(1.0, rel=LAYER_STD_TOLERANCE)
+    kernel = backend.current().to_numpy(layer.kernel)
+    assert kernel.shape == (3, 3, filters, channels)
+    assert_law(kernel, claimed_law("truncated_normal", 2.0 / (9 * channels)))
+
+
+def test_xavier_depthwise_fans():
+    shape = (3, 3, 64, 2)  # fan_in = 9, fan_out = 18
+    sample = values_of(Xavier(distribution="uniform", layout="depthwise", seed=2), shape)
+    assert_law(sample, claimed_law("uniform", 2.0 / (9 + 18)))
+
+
+def test_sparse_depthwise_counts_taps_per_filter():
+    shape = (3, 3, 16, 2)
+    kernel = values_of(Sparse(connections=4, layout="depthwise", seed=5), shape)
+    per_filter = np.count_nonzero(kernel.reshape(9, 32), axis=0)
+    assert np.all(per_filter == 4)
+
+
+def test_sparse_transpose_counts_incoming_weights_per_output_channel():
+    shape = (3, 3, 5, 6)  # (k, k, out, in): each of the 5 output channels has 54 weights
+    kernel = values_of(Sparse(connections=7, layout="transpose", seed=5), shape)
+    per_output_channel = np.count_nonzero(np.moveaxis(kernel, 2, 0).reshape(5, -1), axis=1)
+    assert np.all(per_output_channel == 7)
+
+
+def test_sparse_depthwise_connections_capped_at_taps():
+    with pytest.raises(ValueError, match="Received: connections=10"):
+        Sparse(connections=10, layout="depthwise")((3, 3, 4, 1))
+
+
 @pytest.mark.parametrize(
     "activation, expected_variance",
     [
@@ -175,6 +290,7 @@ def test_inverse_cdf_truncated_normal_sampler(dtype):
     assert beyond == pytest.approx(expected, rel=0.25)
 
 
+@pytest.mark.backends("tensorflow")
 @pytest.mark.parametrize("law", ["normal", "uniform", "truncated_normal"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_tensorflow_fast_path_equals_generic_path(law, dtype):
@@ -466,8 +582,11 @@ def test_zero_size_shape_gives_empty_tensor(name, shape):
     assert tuple(tensor.shape) == shape
 
 
+@pytest.mark.backends("tensorflow")
 @pytest.mark.parametrize("name", sorted(EVERY_INITIALIZER))
 def test_inside_tf_function(name):
+    import tensorflow as tf
+
     initializer = EVERY_INITIALIZER[name]()
     traced = tf.function(lambda: initializer((4, 3, 6, 5)))
     inside = traced()
@@ -477,7 +596,10 @@ def test_inside_tf_function(name):
     np.testing.assert_allclose(inside.numpy(), eager, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.backends("tensorflow")
 def test_sparse_and_truncated_normal_trace_with_static_shape():
+    import tensorflow as tf
+
     shapes = []
 
     @tf.function
@@ -489,6 +611,19 @@ def test_sparse_and_truncated_normal_trace_with_static_shape():
 
     traced()
     assert shapes == [(5, 7), (5, 7)]
+
+
+@pytest.mark.backends("jax")
+@pytest.mark.parametrize("name", sorted(EVERY_INITIALIZER))
+def test_inside_jax_jit(name):
+    import jax
+
+    initializer = EVERY_INITIALIZER[name]()
+    inside = jax.jit(lambda: initializer((4, 3, 6, 5)))()
+    assert tuple(inside.shape) == (4, 3, 6, 5)
+    # With an int seed the compiled function draws exactly what eager mode draws.
+    eager = values_of(initializer, (4, 3, 6, 5))
+    np.testing.assert_allclose(np.asarray(inside), eager, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", RANDOM_INITIALIZERS)

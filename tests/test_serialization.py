@@ -38,14 +38,18 @@ NON_DEFAULT = {
         distribution="uniform",
         seed=3,
         activation_kwargs={"approximate": True},
+        layout="depthwise",
     ),
     "Xavier": lambda: Xavier(
         "leaky_relu",
         distribution="truncated_normal",
         seed=4,
         activation_kwargs={"negative_slope": 0.1},
+        layout="transpose",
     ),
-    "Sparse-connections": lambda: Sparse(connections=3, activation="tanh", std=0.2, seed=5),
+    "Sparse-connections": lambda: Sparse(
+        connections=3, activation="tanh", std=0.2, seed=5, layout="transpose"
+    ),
     "Sparse-sparsity": lambda: Sparse(
         sparsity=0.8, activation="leaky_relu", seed=6, activation_kwargs={"negative_slope": 0.3}
     ),
@@ -59,12 +63,14 @@ EXPECTED_CONFIGS = {
         "distribution": "uniform",
         "seed": 3,
         "activation_kwargs": {"approximate": True},
+        "layout": "depthwise",
     },
     "Xavier": {
         "activation": "leaky_relu",
         "distribution": "truncated_normal",
         "seed": 4,
         "activation_kwargs": {"negative_slope": 0.1},
+        "layout": "transpose",
     },
     "Sparse-connections": {
         "sparsity": None,
@@ -73,6 +79,7 @@ EXPECTED_CONFIGS = {
         "std": 0.2,
         "seed": 5,
         "activation_kwargs": {},
+        "layout": "transpose",
     },
     "Sparse-sparsity": {
         "sparsity": 0.8,
@@ -81,6 +88,7 @@ EXPECTED_CONFIGS = {
         "std": None,
         "seed": 6,
         "activation_kwargs": {"negative_slope": 0.3},
+        "layout": "standard",
     },
     "Dirac": {"gain": 2.5},
     "ScaledRandom": {"scale": 0.2, "distribution": "truncated_normal", "seed": 7},
@@ -92,13 +100,20 @@ def values_of(initializer, shape=KERNEL_SHAPE) -> np.ndarray:
     return initializer(shape).numpy()
 
 
+# The attributes under which Keras layers keep their main kernel's initializer.
+INITIALIZER_ATTRIBUTES = ("kernel_initializer", "depthwise_initializer")
+
+
 def kernel_initializer_configs(model) -> dict:
-    """{layer name: serialized kernel initializer} of every layer that has one."""
-    return {
-        layer.name: keras.initializers.serialize(layer.kernel_initializer)
-        for layer in model.layers
-        if getattr(layer, "kernel_initializer", None) is not None
-    }
+    """{layer name: serialized kernel (or depthwise kernel) initializer} of every layer."""
+    configs = {}
+    for layer in model.layers:
+        for attribute in INITIALIZER_ATTRIBUTES:
+            initializer = getattr(layer, attribute, None)
+            if initializer is not None:
+                configs[layer.name] = keras.initializers.serialize(initializer)
+                break
+    return configs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,12 +232,14 @@ def build_model_with_every_initializer():
     layers = keras.layers
     dirac = Dirac(gain=2.5)
     x = layers.Conv2D(4, 3, padding="same", kernel_initializer=dirac, name="dirac")(inputs)
-    sparse = NON_DEFAULT["Sparse-connections"]()
-    x = layers.Conv2D(5, 3, activation="tanh", kernel_initializer=sparse, name="sparse")(x)
+    sparse = NON_DEFAULT["Sparse-connections"]()  # layout="transpose"
+    x = layers.Conv2DTranspose(5, 3, activation="tanh", kernel_initializer=sparse, name="sparse")(x)
+    he = NON_DEFAULT["He"]()  # layout="depthwise"
+    x = layers.DepthwiseConv2D(3, activation="gelu", depthwise_initializer=he, name="he")(x)
+    xavier = NON_DEFAULT["Xavier"]()  # layout="transpose"
+    x = layers.Conv2DTranspose(4, 3, kernel_initializer=xavier, name="xavier")(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(8, activation="gelu", kernel_initializer=NON_DEFAULT["He"](), name="he")(x)
     x = layers.Dense(8, kernel_initializer=He(), name="he_unseeded")(x)
-    x = layers.Dense(8, kernel_initializer=NON_DEFAULT["Xavier"](), name="xavier")(x)
     sparse_dense = NON_DEFAULT["Sparse-sparsity"]()
     x = layers.Dense(8, kernel_initializer=sparse_dense, name="sparse_dense")(x)
     scaled = NON_DEFAULT["ScaledRandom"]()
@@ -248,14 +265,16 @@ import keras
 results = {{}}
 for path in sys.argv[1:]:
     model = keras.models.load_model(path, safe_mode=True)
-    results[path] = {{
-        layer.name: {{
-            "config": keras.initializers.serialize(layer.kernel_initializer),
-            "module": type(layer.kernel_initializer).__module__,
-        }}
-        for layer in model.layers
-        if getattr(layer, "kernel_initializer", None) is not None
-    }}
+    results[path] = {{}}
+    for layer in model.layers:
+        for attribute in ("kernel_initializer", "depthwise_initializer"):
+            initializer = getattr(layer, attribute, None)
+            if initializer is not None:
+                results[path][layer.name] = {{
+                    "config": keras.initializers.serialize(initializer),
+                    "module": type(initializer).__module__,
+                }}
+                break
 print("RESULT " + json.dumps(results))
 """
 
