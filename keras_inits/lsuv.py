@@ -29,20 +29,17 @@ import numpy as np
 
 from keras_inits import backend
 from keras_inits._probe import (
-    NORMALIZATION_LAYER_TYPES,
     LayerSelection,
     StateGuard,
     _has_swappable_activation,
-    _own_variables,
     batch_size,
     check_inputs,
     forward,
-    kernel_variables,
     select_layers,
     split_data,
-    walk_layers,
 )
 from keras_inits._seeds import derive_seed
+from keras_inits.model import graph
 
 __all__ = ["LSUV", "LSUVLayerReport", "LSUVReport", "lsuv"]
 
@@ -341,63 +338,57 @@ def _check_arguments(target_std: Any, tol: Any, max_iter: Any, orthogonal: Any, 
 class _Plan:
     """How one layer is measured and rescaled.
 
-    ``scaled`` are the variables multiplied by the factor. For a recurrent layer,
-    ``projections`` pairs each input kernel with the layer whose input it multiplies; the
-    layer is then measured on ``x @ kernel`` instead of on its re-run output.
+    ``kernels`` are every kernel-like variable of the layer (pre-initialized, restored on
+    failure); ``scaled`` those multiplied by the factor. For a recurrent layer,
+    ``projections`` holds each direction's input kernel: the layer is then measured on
+    ``x @ kernel`` instead of on its re-run output.
     """
 
     layer: keras.layers.Layer
+    kernels: tuple[Any, ...]
     scaled: tuple[Any, ...]
     projections: tuple[Any, ...] = ()
 
 
-def _recurrent_directions(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    if isinstance(layer, keras.layers.Bidirectional):
-        return [layer.forward_layer, layer.backward_layer]
-    return [layer]
-
-
-def _plan(layer: keras.layers.Layer) -> _Plan | str:
-    """The plan for ``layer``, or the reason it is left alone."""
-    if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
-        kernels = []
-        for direction in _recurrent_directions(layer):
-            kernel = getattr(getattr(direction, "cell", None), _INPUT_KERNEL, None)
-            if kernel is None or len(kernel.shape) != 2:
-                return (
-                    "recurrent layer whose cell has no 2-D input kernel (stacked or "
-                    "convolutional cells): its gate pre-activations cannot be measured "
-                    "from its input"
-                )
-            kernels.append(kernel)
-        return _Plan(layer, tuple(kernels), projections=tuple(kernels))
-    kernels = kernel_variables(layer)
-    pointwise = [variable for variable in kernels if variable.name == _POINTWISE_KERNEL]
-    return _Plan(layer, tuple(pointwise or kernels))
+def _plan(layer: keras.layers.Layer, weights: tuple[graph.Weight, ...]) -> _Plan | str:
+    """The plan for ``layer`` (roles from the model graph), or the reason it is left alone."""
+    kernels = tuple(weight.variable for weight in weights if weight.is_kernel)
+    if isinstance(layer, graph.LEAF_LAYER_TYPES):
+        inputs = [weight.variable for weight in weights if weight.role == _INPUT_KERNEL]
+        directions = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
+        if len(inputs) != directions or any(len(variable.shape) != 2 for variable in inputs):
+            return (
+                "recurrent layer whose cell has no 2-D input kernel (stacked or "
+                "convolutional cells): its gate pre-activations cannot be measured "
+                "from its input"
+            )
+        return _Plan(layer, kernels, tuple(inputs), projections=tuple(inputs))
+    pointwise = tuple(weight.variable for weight in weights if weight.role == _POINTWISE_KERNEL)
+    return _Plan(layer, kernels, pointwise or kernels)
 
 
 def _candidates(model: keras.Model, layers: LayerSelection) -> tuple[dict[str, _Plan], dict[str, str]]:
     """The layers to rescale (path -> plan) and those left alone (path -> reason)."""
     if layers is None:
-        chosen = walk_layers(model)
+        chosen = graph.walk(model)
     else:
         chosen = select_layers(model, layers)
     plans: dict[str, _Plan] = {}
     skipped: dict[str, str] = {}
     for path, layer in chosen.items():
-        own = layer.weights if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)) else _own_variables(layer)
-        if not own:
+        weights = graph.layer_weights(layer, path)
+        if not weights:
             if layers is not None:
                 skipped[path] = "no weights"
             continue
-        if isinstance(layer, NORMALIZATION_LAYER_TYPES):
+        if isinstance(layer, graph.NORMALIZATION_LAYER_TYPES):
             skipped[path] = "normalization layer: it re-standardizes its input"
             continue
-        if not kernel_variables(layer):
-            names = sorted({variable.name for variable in own})
-            skipped[path] = f"no kernel to rescale (weights: {', '.join(names)})"
+        if not any(weight.is_kernel for weight in weights):
+            roles = sorted({weight.role for weight in weights})
+            skipped[path] = f"no kernel to rescale (weights: {', '.join(roles)})"
             continue
-        plan = _plan(layer)
+        plan = _plan(layer, weights)
         if isinstance(plan, str):
             skipped[path] = plan
         else:
@@ -439,6 +430,11 @@ def _check_finite_output(outputs: Any) -> None:
     for tensor in keras.tree.flatten(outputs):
         if tensor is not None and not np.all(np.isfinite(to_numpy(tensor))):
             raise _NonFinite("<model output>", 0, what="output")
+
+
+def _copy(variable: Any) -> np.ndarray:
+    """A NumPy copy of a variable's value."""
+    return np.array(backend.current().to_numpy(variable), copy=True)
 
 
 def _first_input(args: tuple, kwargs: Mapping[str, Any]) -> Any:
@@ -580,10 +576,9 @@ class _RescalingPass:
         layer = plan.layer
         index = self._started
         self._started += 1
-        kernels = kernel_variables(layer)
-        to_numpy = backend.current().to_numpy
-        self._originals[path] = (kernels, [np.array(to_numpy(variable), copy=True) for variable in kernels])
-        state = [(variable, np.array(to_numpy(variable), copy=True)) for variable in layer.non_trainable_variables]
+        kernels = plan.kernels
+        self._originals[path] = (kernels, [_copy(variable) for variable in kernels])
+        state = [(variable, _copy(variable)) for variable in layer.non_trainable_variables]
         if self._orthogonal:
             for variable in kernels:
                 variable.assign(_orthonormal(tuple(variable.shape), derive_seed(self._seed, index), variable.dtype))

@@ -116,7 +116,7 @@ def test_converges_with_bias_given_iterations():
     )
     x = probe_batch()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         report = lsuv(model, x, max_iter=20)
     assert all(entry.converged for entry in report.values())
     assert max(entry.iterations for entry in report.values()) >= 2
@@ -196,6 +196,24 @@ def test_layers_argument_restricts_the_rescale():
     np.testing.assert_array_equal(untouched, model.layers[2].kernel.numpy())
 
 
+def test_callback_runs_once_at_train_begin():
+    model = deep_mlp("gelu", depth=4, width=32)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = probe_batch(128, 32)
+    y = np.zeros((128, 32), "float32")
+    callback = LSUV(x, seed=0)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    report = callback.report
+    assert report is not None and len(report) == 4
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    assert callback.report is report  # not run a second time
+    # a zero learning rate leaves lsuv's weights as they were
+    for path, entry in activation_statistics(model, x).items():
+        assert abs(entry.pre_std - 1.0) < TOL, (path, entry.pre_std)
+
+
+# ActivationStatistics imports TensorFlow on main until the tb branch lands.
+@pytest.mark.backends("tensorflow")
 def test_callback_runs_once_and_its_result_shows_at_step_zero(tmp_path):
     model = deep_mlp("gelu", depth=6, width=32)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
