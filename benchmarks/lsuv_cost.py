@@ -16,6 +16,19 @@ for each how many layers it touched, how many converged, how many it restored, a
 the model's output is finite afterwards.
 
 Run: `KERAS_BACKEND=jax .venv/jax/bin/python benchmarks/lsuv_cost.py [--convergence]`.
+
+Before (0.1's lsuv, two probe passes per layer from the input; TensorFlow, 2 cores shared
+with other jobs, load 4-8, so forward times are noisy but each ratio is taken in one process):
+
+| model          | fwd ms | lsuv s | cost x | x / layer |
+|----------------|--------|--------|--------|-----------|
+| Dense x10      |   21.6 |   0.96 |   44.3 |     4.43  |
+| Dense x20      |  114.9 |   2.33 |   20.3 |     1.01  |
+| Dense x40      |  142.2 |   8.17 |   57.4 |     1.44  |
+| Dense x80      |  243.5 |  30.28 |  124.3 |     1.55  |
+| ResNet50V2     |  811.0 |  64.27 |   79.2 |     1.50  |
+| EfficientNetB0 | 1246.4 | 125.22 |  100.5 |     1.24  |
+| DenseNet121    | 3033.5 | 612.28 |  201.8 |     1.68  |
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ DENSE_SAMPLES = 256
 IMAGE_SHAPE = (64, 64, 3)
 IMAGE_SAMPLES = 32
 COST_GOAL = 10.0
+COST_APPLICATIONS = ("ResNet50V2", "EfficientNetB0", "DenseNet121")
 SEQUENCE_LENGTH = 16
 VOCABULARY = 1000
 
@@ -179,16 +193,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--convergence", action="store_true", help="also run the convergence table")
     parser.add_argument("--skip-cost", action="store_true", help="only the convergence table")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="cost rows to run (dense, ResNet50V2, EfficientNetB0, DenseNet121); default all")
     arguments = parser.parse_args()
+    wanted = set(arguments.models) if arguments.models else {"dense", *COST_APPLICATIONS}
     print(f"backend {keras.backend.backend()}, keras {keras.__version__}, "
           f"python {platform.python_version()}, {os.cpu_count()} cores")
     if not arguments.skip_cost:
         print("\n| model            | fwd ms    | lsuv s   | cost x  | x / layer | report |")
         print("|------------------|-----------|----------|---------|-----------|--------|")
-        for depth in DENSE_DEPTHS:
-            cost_row(f"Dense x{depth}", *dense_stack(depth))
-        for name in ("ResNet50V2", "EfficientNetB0", "DenseNet121"):
-            cost_row(name, *application(name))
+        if "dense" in wanted:
+            for depth in DENSE_DEPTHS:
+                cost_row(f"Dense x{depth}", *dense_stack(depth))
+        for name in COST_APPLICATIONS:
+            if name in wanted:
+                cost_row(name, *application(name))
         print(f"(goal: at most {COST_GOAL:g}x on the three applications; constant x / layer on Dense)")
     if arguments.convergence:
         print("\n| model            | lsuv s   | report | output finite |")
