@@ -83,15 +83,31 @@ def test_without_orthogonal_keeps_the_direction_of_each_kernel():
         np.testing.assert_allclose(new, factor * old, rtol=1e-5, atol=1e-7)
 
 
-def test_layer_that_cannot_converge_warns_with_its_name():
+def test_layer_that_cannot_converge_is_restored_and_named_in_one_warning():
     # A random per-unit bias adds variance that a kernel scale cannot remove in one step.
     model = deep_mlp(
         "tanh", depth=2, bias_initializer=keras.initializers.RandomNormal(stddev=0.8, seed=0)
     )
-    with pytest.warns(UserWarning, match=r"layer '.*dense.*' did not reach pre_std"):
-        report = lsuv(model, probe_batch(), max_iter=1)
-    assert any(not entry.converged for entry in report.values())
+    before = kernels(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = lsuv(model, probe_batch(), max_iter=1, seed=0)
+    messages = [str(warning.message) for warning in caught if issubclass(warning.category, UserWarning)]
+    assert len(messages) == 1
+    failed = [path for path, entry in report.items() if not entry.converged]
+    assert failed
+    for path in failed:
+        assert f"{path!r}" in messages[0]
+        assert report[path].restored
+    assert "restored" in messages[0]
     assert all(entry.iterations <= 1 for entry in report.values())
+    assert all(entry.restored == (not entry.converged) for entry in report.values())
+    statistics = activation_statistics(model, probe_batch())
+    for (path, entry), old, new in zip(report.items(), before, kernels(model)):
+        if entry.restored:
+            np.testing.assert_array_equal(old, new)
+        # the report tells the std of the weights the layer is left with
+        assert statistics[path].pre_std == pytest.approx(entry.std_after, rel=1e-4)
 
 
 def test_converges_with_bias_given_iterations():
@@ -100,7 +116,7 @@ def test_converges_with_bias_given_iterations():
     )
     x = probe_batch()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         report = lsuv(model, x, max_iter=20)
     assert all(entry.converged for entry in report.values())
     assert max(entry.iterations for entry in report.values()) >= 2
@@ -180,6 +196,24 @@ def test_layers_argument_restricts_the_rescale():
     np.testing.assert_array_equal(untouched, model.layers[2].kernel.numpy())
 
 
+def test_callback_runs_once_at_train_begin():
+    model = deep_mlp("gelu", depth=4, width=32)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = probe_batch(128, 32)
+    y = np.zeros((128, 32), "float32")
+    callback = LSUV(x, seed=0)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    report = callback.report
+    assert report is not None and len(report) == 4
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    assert callback.report is report  # not run a second time
+    # a zero learning rate leaves lsuv's weights as they were
+    for path, entry in activation_statistics(model, x).items():
+        assert abs(entry.pre_std - 1.0) < TOL, (path, entry.pre_std)
+
+
+# ActivationStatistics imports TensorFlow on main until the tb branch lands.
+@pytest.mark.backends("tensorflow")
 def test_callback_runs_once_and_its_result_shows_at_step_zero(tmp_path):
     model = deep_mlp("gelu", depth=6, width=32)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
@@ -245,3 +279,134 @@ def test_model_without_kernels():
 def test_exported_at_top_level():
     assert keras_inits.lsuv is lsuv
     assert keras_inits.LSUV is LSUV
+
+
+def small_model(layers: list, input_shape: tuple[int, ...], samples: int = 32, seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input(input_shape)] + layers)
+    x = np.random.default_rng(seed).standard_normal((samples,) + input_shape).astype("float32")
+    return model, x
+
+
+def assert_pre_std_in_tolerance(model, x, report):
+    statistics = activation_statistics(model, x)
+    for path, entry in report.items():
+        assert entry.converged and not entry.restored, (path, entry)
+        assert abs(statistics[path].pre_std - 1.0) < TOL, (path, statistics[path].pre_std)
+
+
+def test_separable_conv_scales_the_pointwise_kernel_only():
+    model, x = small_model(
+        [keras.layers.SeparableConv2D(8, 3, activation="relu"), keras.layers.SeparableConv2D(8, 3)], (10, 10, 4)
+    )
+    depthwise = [layer.depthwise_kernel.numpy() for layer in model.layers]
+    pointwise = [layer.pointwise_kernel.numpy() for layer in model.layers]
+    report = lsuv(model, x, orthogonal=False)
+    assert [entry.scaled for entry in report.values()] == [("pointwise_kernel",)] * 2
+    assert_pre_std_in_tolerance(model, x, report)
+    for layer, old_depthwise, old_pointwise in zip(model.layers, depthwise, pointwise):
+        np.testing.assert_array_equal(layer.depthwise_kernel.numpy(), old_depthwise)
+        new = layer.pointwise_kernel.numpy()
+        factor = np.sum(new * old_pointwise) / np.sum(old_pointwise * old_pointwise)
+        np.testing.assert_allclose(new, factor * old_pointwise, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "layers, input_shape",
+    [
+        ([keras.layers.Conv2D(6, 3), keras.layers.DepthwiseConv2D(3, activation="relu")], (10, 10, 3)),
+        ([keras.layers.Conv2DTranspose(6, 3, strides=2, activation="gelu")], (5, 5, 3)),
+        ([keras.layers.Conv3D(4, 3, activation="relu")], (5, 5, 5, 2)),
+        ([keras.layers.EinsumDense("abc,cd->abd", (None, 12), activation="silu")], (6, 8)),
+    ],
+    ids=["depthwise", "transpose", "conv3d", "einsum"],
+)
+def test_other_kernel_layers_converge(layers, input_shape):
+    model, x = small_model(layers, input_shape)
+    report = lsuv(model, x, seed=0)
+    assert len(report) == len(layers)
+    assert_pre_std_in_tolerance(model, x, report)
+
+
+def input_projection_std(inputs: np.ndarray, kernel) -> float:
+    return float((inputs.astype(np.float64) @ kernel.numpy().astype(np.float64)).std())
+
+
+@pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN])
+def test_recurrent_layers_scale_the_input_kernel_to_a_unit_projection(cell):
+    model, x = small_model([cell(16, return_sequences=True), cell(16)], (7, 5))
+    recurrent = [layer.cell.recurrent_kernel.numpy() for layer in model.layers]
+    report = lsuv(model, x, orthogonal=False)
+    assert all(entry.statistic == "input_projection_std" for entry in report.values())
+    assert all(entry.converged and entry.scaled == ("kernel",) for entry in report.values())
+    first, second = model.layers
+    hidden = keras.ops.convert_to_numpy(first(x))
+    assert abs(input_projection_std(x, first.cell.kernel) - 1.0) < TOL
+    assert abs(input_projection_std(hidden, second.cell.kernel) - 1.0) < TOL
+    for layer, old in zip(model.layers, recurrent):
+        np.testing.assert_array_equal(layer.cell.recurrent_kernel.numpy(), old)
+    # Nothing is blown up: the bounded output of a gated cell is no target (0.1 left |W| at 8e4).
+    assert max(float(np.abs(v.numpy()).max()) for v in model.weights) < 10.0
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(model(x))))
+
+
+def test_bidirectional_scales_each_direction():
+    model, x = small_model([keras.layers.Bidirectional(keras.layers.GRU(8)), keras.layers.Dense(4)], (7, 5))
+    report = lsuv(model, x, seed=0)
+    bidirectional = model.layers[0]
+    assert report[bidirectional.name].scaled == ("kernel", "kernel")
+    for direction in (bidirectional.forward_layer, bidirectional.backward_layer):
+        assert abs(input_projection_std(x, direction.cell.kernel) - 1.0) < TOL
+    dense = model.layers[1].name
+    assert abs(activation_statistics(model, x)[dense].pre_std - 1.0) < TOL
+
+
+def test_non_finite_model_output_is_an_error_not_a_converged_report():
+    # Every kernel layer converges, but a layer lsuv does not touch overflows float32.
+    model, x = small_model([keras.layers.Dense(8), keras.layers.Rescaling(1e38), keras.layers.Rescaling(10.0)], (8,))
+    before = kernels(model)
+    with pytest.raises(ValueError, match=r"output.*not finite.*restored"):
+        lsuv(model, x, seed=0)
+    for old, new in zip(before, kernels(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+class CountingIdentity(keras.layers.Layer):
+    """Counts its calls: one per forward pass of the model it starts."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def call(self, inputs):
+        self.calls += 1
+        return inputs
+
+
+@pytest.mark.parametrize("depth", [2, 16])
+def test_one_forward_pass_whatever_the_depth(depth):
+    counter = CountingIdentity()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), counter] + [keras.layers.Dense(16, activation="gelu") for _ in range(depth)])
+    counter.calls = 0
+    report = lsuv(model, probe_batch(64, 16), seed=0)
+    assert counter.calls == 1
+    assert report.forward_passes == 1
+    assert len(report) == depth and all(entry.converged for entry in report.values())
+
+
+def test_keras_hub_gpt2_backbone_converges_and_reports_what_it_left_alone():
+    keras_hub = __import__("keras_hub")
+    keras.utils.set_random_seed(0)
+    model = keras_hub.models.GPT2Backbone(
+        vocabulary_size=1000, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=16
+    )
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 1000, (8, 16)).astype("int32"), "padding_mask": np.ones((8, 16), "int32")}
+    report = lsuv(model, x, seed=0)
+    # per block: query, key, value, attention output, intermediate and output dense
+    assert len(report) == 2 * 6
+    assert_pre_std_in_tolerance(model, x, report)
+    reasons = report.skipped.values()
+    assert any("no kernel" in reason and "embeddings" in reason for reason in reasons)
+    assert any("normalization" in reason for reason in reasons)
