@@ -192,7 +192,7 @@ def nonzeros_per_unit(model: keras.Model) -> list[int]:
     """The distinct counts of non-zero incoming weights per unit, over all hidden layers."""
     counts: set[int] = set()
     for name in _common.hidden_layer_names(model):
-        kernel = model.get_layer(name).kernel.numpy()
+        kernel = _common.kernel_of(model, name)
         counts.update(int(count) for count in np.count_nonzero(kernel, axis=0))
     return sorted(counts)
 
