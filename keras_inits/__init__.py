@@ -10,7 +10,7 @@ from keras_inits.fans import compute_fans
 from keras_inits.gains import gain, variance_slope
 from keras_inits.initializers import Dirac, He, ScaledRandom, Sparse, Xavier
 from keras_inits.stats import LayerStatistics, activation_statistics
-from keras_inits.callbacks import ActivationStatistics
+from keras_inits.tensorboard.callback import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, lsuv
 from keras_inits.reinit import reinitialize
 

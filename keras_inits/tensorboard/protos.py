@@ -1,10 +1,10 @@
-"""TensorBoard writing for the statistics: protos built by hand, written in one go.
+"""TensorBoard ``Summary`` protos built by hand: scalars, histograms, a PNG, the layout.
 
-TensorFlow-specific (``tf.summary``). Every statistic of one step goes out as ONE
-``Summary`` proto through ``tf.summary.experimental.write_raw_pb``: one op, one event,
-instead of one ``tf.summary.scalar`` op per number. The protos use TensorBoard's own plugin
-metadata (scalars, histograms, images, custom scalars), so TensorBoard reads them exactly as
-it reads ``tf.summary.scalar`` / ``histogram`` / ``image`` output.
+No TensorFlow: every proto is assembled from TensorBoard's own pure-Python protobuf modules
+(``tensorboard.compat.proto``) with TensorBoard's plugin metadata (scalars, histograms,
+images, custom scalars), so TensorBoard reads them exactly as it reads ``tf.summary.scalar``
+/ ``histogram`` / ``image`` output. Every statistic of one step goes into ONE ``Summary``
+proto: one event per step instead of one per number.
 
 Tags:
 
@@ -19,11 +19,12 @@ Tags:
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
-from tensorboard.compat.proto import summary_pb2, types_pb2
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
@@ -33,12 +34,15 @@ from keras_inits.stats import ACTIVATION_SCALARS, GRADIENT_SCALARS, LayerStatist
 ACTIVATION_PREFIX = "activations"
 GRADIENT_PREFIX = "gradients"
 DEPTH_PROFILE_TAG = f"{ACTIVATION_PREFIX}/depth_profile"
+#: The tag TensorBoard's custom-scalars plugin reads its layout from.
+LAYOUT_TAG = custom_scalar_metadata.CONFIG_SUMMARY_TAG
 
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
     display_name=None, description=None
 )
 _IMAGE_METADATA = image_metadata.create_summary_metadata(display_name=None, description=None)
+_LAYOUT_METADATA = custom_scalar_metadata.create_summary_metadata()
 
 
 def scalar_tag(path: str, statistic: str) -> str:
@@ -57,15 +61,24 @@ def gradient_histogram_tag(path: str) -> str:
     return f"{GRADIENT_PREFIX}/{path}"
 
 
-def _add_scalar(summary: summary_pb2.Summary, tag: str, value: float) -> None:
+def add_scalar(summary: summary_pb2.Summary, tag: str, value: float) -> None:
+    """Append a scalar: a rank-0 DT_FLOAT tensor with the scalars plugin's metadata."""
     entry = summary.value.add(tag=tag)
     entry.metadata.CopyFrom(_SCALAR_METADATA)
     entry.tensor.dtype = types_pb2.DT_FLOAT
     entry.tensor.float_val.append(value)
 
 
-def _add_histogram(summary: summary_pb2.Summary, tag: str, edges: np.ndarray,
-                   counts: np.ndarray) -> None:
+def add_histogram(summary: summary_pb2.Summary, tag: str, edges: np.ndarray,
+                  counts: np.ndarray) -> None:
+    """Append a histogram: a ``(k, 3)`` DT_DOUBLE tensor of ``[left, right, count]`` rows.
+
+    Args:
+        summary: The proto to append to.
+        tag: The histogram's tag.
+        edges: ``k + 1`` bucket edges.
+        counts: ``k`` bucket counts.
+    """
     buckets = np.empty((counts.size, 3), dtype=np.float64)
     buckets[:, 0] = edges[:-1]
     buckets[:, 1] = edges[1:]
@@ -78,8 +91,9 @@ def _add_histogram(summary: summary_pb2.Summary, tag: str, edges: np.ndarray,
     entry.tensor.tensor_content = buckets.astype("<f8").tobytes()
 
 
-def _add_png(summary: summary_pb2.Summary, tag: str, png: bytes, width: int,
-             height: int) -> None:
+def add_png(summary: summary_pb2.Summary, tag: str, png: bytes, width: int,
+            height: int) -> None:
+    """Append an image: a DT_STRING tensor ``[width, height, png_bytes]`` (the image plugin's form)."""
     entry = summary.value.add(tag=tag)
     entry.metadata.CopyFrom(_IMAGE_METADATA)
     entry.tensor.dtype = types_pb2.DT_STRING
@@ -106,21 +120,21 @@ def statistics_summary(
     summary = summary_pb2.Summary()
     for path, layer_stats in statistics.items():
         for name, value in layer_stats.scalars().items():
-            _add_scalar(summary, scalar_tag(path, name), value)
+            add_scalar(summary, scalar_tag(path, name), value)
     if histograms:
         for path, layer_stats in statistics.items():
-            _add_histogram(
+            add_histogram(
                 summary, histogram_tag(path), layer_stats.histogram.edges,
                 layer_stats.histogram.counts,
             )
             if layer_stats.grad_histogram is not None:
-                _add_histogram(
+                add_histogram(
                     summary, gradient_histogram_tag(path), layer_stats.grad_histogram.edges,
                     layer_stats.grad_histogram.counts,
                 )
     if image is not None:
         png, width, height = image
-        _add_png(summary, DEPTH_PROFILE_TAG, png, width, height)
+        add_png(summary, DEPTH_PROFILE_TAG, png, width, height)
     return summary
 
 
@@ -155,54 +169,23 @@ def depth_layout(gradients: bool = False) -> layout_pb2.Layout:
 
 
 def layout_summary(gradients: bool = False) -> summary_pb2.Summary:
-    """The custom-scalars layout as a ``Summary`` proto (tag ``custom_scalars__config__``)."""
-    from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+    """The custom-scalars layout as a ``Summary`` proto.
 
-    return summary_pb2.Summary.FromString(
-        custom_scalar_summary.pb(depth_layout(gradients)).SerializeToString()
-    )
+    One ``Summary.Value`` with tag ``custom_scalars__config__``, the ``custom_scalars``
+    plugin's metadata and a rank-0 DT_STRING tensor holding ``Layout.SerializeToString()``:
+    what ``tensorboard.plugins.custom_scalar.summary.pb`` builds, without its TensorFlow.
 
+    Examples:
 
-class RawSummaryWriter:
-    """A ``tf.summary`` file writer that takes ready-made ``Summary`` protos.
-
-    Args:
-        run_dir: Directory for the event files; created if missing.
-
-    Raises:
-        OSError: if the directory cannot be created or opened for writing.
+    >>> summary = layout_summary()
+    >>> (summary.value[0].tag, summary.value[0].metadata.plugin_data.plugin_name)
+    ('custom_scalars__config__', 'custom_scalars')
     """
-
-    def __init__(self, run_dir: str) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
-        self.run_dir = run_dir
-        try:
-            tf.io.gfile.makedirs(run_dir)
-            self._writer = tf.summary.create_file_writer(run_dir)
-        except (tf.errors.OpError, OSError) as error:
-            reason = getattr(error, "message", None) or str(error)
-            raise OSError(
-                f"Cannot create the TensorBoard run directory {run_dir!r}: {reason}"
-            ) from None
-
-    def write(self, summaries: Iterable[summary_pb2.Summary] | summary_pb2.Summary,
-              step: int) -> None:
-        """Write one or more ``Summary`` protos at ``step`` (one op per proto)."""
-        if isinstance(summaries, summary_pb2.Summary):
-            summaries = [summaries]
-        tf = self._tf
-        with self._writer.as_default():
-            for summary in summaries:
-                tf.summary.experimental.write_raw_pb(
-                    tf.constant(summary.SerializeToString()), step=np.int64(step)
-                )
-
-    def flush(self) -> None:
-        """Push buffered events to disk."""
-        self._writer.flush()
-
-    def close(self) -> None:
-        """Flush and close the event file."""
-        self._writer.close()
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+        string_val=[depth_layout(gradients).SerializeToString()],
+    )
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=LAYOUT_TAG, metadata=_LAYOUT_METADATA, tensor=tensor)
+    return summary

@@ -1,9 +1,11 @@
 """``ActivationStatistics``: per-layer activation statistics in TensorBoard during training.
 
-The statistics are measured in a probe pass from the callback (never with ``tf.summary``
+The statistics are measured in a probe pass from the callback (never with summary ops
 inside the model's compiled ``call``, which logs wrong steps: keras#20143), on a fixed probe
 batch, and written at the optimizer's iteration count, so that they line up with
 ``keras.callbacks.TensorBoard``'s batch steps and continue across several ``fit`` calls.
+The event files are written without TensorFlow (:mod:`keras_inits.tensorboard.writer`), so
+the callback runs on every Keras backend.
 """
 
 from __future__ import annotations
@@ -17,28 +19,66 @@ import keras
 import numpy as np
 
 from keras_inits import _probe
-from keras_inits import _summary
+from keras_inits import backend
 from keras_inits._probe import LayerSelection
 from keras_inits.stats import LayerStatistics, activation_statistics
+from keras_inits.tensorboard import protos
+from keras_inits.tensorboard.image import DepthProfilePlot, matplotlib_available
+from keras_inits.tensorboard.writer import SummaryWriter
 
 logger = logging.getLogger("keras_inits")
 
 #: Name of the run directory under ``log_dir`` (beside Keras's ``train`` and ``validation``).
 RUN_NAME = "activations"
 
-Frequency = Union[Literal["epoch"], int]
+UpdateFrequency = Union[Literal["epoch", "batch"], int]
 
 
-def _validate_freq(freq: Any) -> Frequency:
-    if isinstance(freq, str):
-        if freq == "epoch":
-            return freq
-    elif isinstance(freq, (int, np.integer)) and not isinstance(freq, bool) and freq >= 1:
-        return int(freq)
+def _validate_update_freq(update_freq: Any, argument: str) -> Literal["epoch"] | int:
+    """``"epoch"``, or the number of batches between writes (``"batch"`` is 1)."""
+    if isinstance(update_freq, str):
+        if update_freq == "epoch":
+            return update_freq
+        if update_freq == "batch":
+            return 1
+    elif (isinstance(update_freq, (int, np.integer)) and not isinstance(update_freq, bool)
+          and update_freq >= 1):
+        return int(update_freq)
     raise ValueError(
-        '`freq` must be "epoch" or a positive number of batches. '
-        f"Received: freq={freq!r}"
+        f'`{argument}` must be "epoch", "batch" or a positive number of batches. '
+        f"Received: {argument}={update_freq!r}"
     )
+
+
+def _resolve_update_freq(update_freq: Any, freq: Any) -> Literal["epoch"] | int:
+    """Take ``update_freq``, or the deprecated ``freq`` with a ``DeprecationWarning``."""
+    if freq is None:
+        return _validate_update_freq(update_freq, "update_freq")
+    if update_freq != "epoch":
+        raise TypeError(
+            "Pass `update_freq` only (`freq` is its deprecated name). "
+            f"Received: freq={freq!r}, update_freq={update_freq!r}"
+        )
+    warnings.warn(
+        "`freq` is deprecated and will be removed in keras_inits 0.3: use `update_freq` "
+        f"(the name keras.callbacks.TensorBoard uses). Received: freq={freq!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return _validate_update_freq(freq, "freq")
+
+
+def _validate_log_dir(log_dir: Any) -> str:
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"`log_dir` must be a path (str or os.PathLike). Received: log_dir={log_dir!r}"
+        )
+    path = os.fspath(log_dir)
+    if not isinstance(path, str):
+        raise TypeError(f"`log_dir` must be a text path. Received: log_dir={log_dir!r}")
+    if not path:
+        raise ValueError(f"`log_dir` must not be empty. Received: log_dir={log_dir!r}")
+    return path
 
 
 def _as_arrays(value: Any, argument: str) -> Any:
@@ -61,18 +101,28 @@ def _as_arrays(value: Any, argument: str) -> Any:
     return keras.tree.map_structure(convert, value)
 
 
+def _symbolic_batch(x: Any) -> Any:
+    """``keras.Input`` tensors shaped like ``x`` with any batch size."""
+    return keras.tree.map_structure(
+        lambda array: keras.Input(shape=array.shape[1:], dtype=str(array.dtype)), x
+    )
+
+
 class ActivationStatistics(keras.callbacks.Callback):
     """Writes per-layer activation statistics of a probe batch to TensorBoard.
 
     At ``on_train_begin`` (the state the initializer produced, step 0 of a fresh model),
-    then after every epoch (``freq="epoch"``) or every ``freq`` optimizer steps, the callback
+    then after every epoch (``update_freq="epoch"``), every batch (``"batch"``) or every
+    ``update_freq`` batches (optimizer steps), the callback
     runs the model once on the probe batch ``data`` in inference mode, computes
     :func:`keras_inits.activation_statistics` for every monitored layer and writes them to
     ``<log_dir>/activations``, so it can share a ``log_dir`` with
     ``keras.callbacks.TensorBoard``. The step is ``model.optimizer.iterations``: it goes on
     across several ``fit`` calls and matches Keras's batch steps (256 samples, batch 64,
-    2 epochs, ``freq="epoch"``: steps 0, 4, 8). A step already written is not written again
-    (the ``on_train_begin`` of a second ``fit``).
+    2 epochs, ``update_freq="epoch"``: steps 0, 4, 8). A step already written is not written
+    again (the ``on_train_begin`` of a second ``fit``). Models that are not built yet
+    (a ``Sequential`` without ``Input``, a subclassed model) are built at ``on_train_begin``
+    from the shapes of the probe batch (any batch size), then their layers are resolved.
 
     What is written (all of one step as one ``Summary`` proto):
 
@@ -84,7 +134,7 @@ class ActivationStatistics(keras.callbacks.Callback):
     * with ``histograms=True``: a histogram ``activations/<layer>``, and with
       ``gradients=True`` also ``gradients/<layer>`` (of ``d loss / d output``);
     * with ``images=True`` and matplotlib installed: an image ``activations/depth_profile``
-      (std and cosine against depth), at most once per epoch whatever ``freq`` is;
+      (std and cosine against depth), at most once per epoch whatever ``update_freq`` is;
     * once, a Custom Scalars layout: one chart per statistic with a line per layer, so the
       depth profile is one glance (TensorBoard's "Custom Scalars" tab).
 
@@ -97,7 +147,8 @@ class ActivationStatistics(keras.callbacks.Callback):
         log_dir: TensorBoard log directory; the run directory is ``<log_dir>/activations``.
         data: The probe batch (e.g. 256 samples): inputs, or an ``(x, y)`` tuple (needed
             for ``gradients=True``). For several inputs pass a list or dict of arrays.
-        freq: ``"epoch"``, or a positive number of optimizer steps between writes.
+        update_freq: ``"epoch"``, ``"batch"``, or a positive number of batches (optimizer
+            steps) between writes, as in ``keras.callbacks.TensorBoard``.
         layers: Which layers to monitor (see :func:`keras_inits.activation_statistics`):
             ``None`` for every layer with a kernel plus standalone activation layers, paths,
             layer classes or a predicate.
@@ -105,9 +156,13 @@ class ActivationStatistics(keras.callbacks.Callback):
         images: Write the depth-profile image (needs matplotlib; skipped without it).
         gradients: Also write gradient statistics (needs ``y`` in ``data`` and a compiled
             loss).
+        freq: Deprecated name of ``update_freq`` (a ``DeprecationWarning``; removed in 0.3).
 
     Raises:
-        ValueError: at construction for a bad ``freq``, an empty batch, or
+        TypeError: at construction for a ``log_dir`` that is not a path, or ``freq`` passed
+            together with ``update_freq``.
+        ValueError: at construction for a bad ``update_freq``, an empty ``log_dir``, an
+            empty batch, or
             ``gradients=True`` without ``y``; at ``on_train_begin`` (before any batch) for
             ``data`` that does not fit the model, unknown layer names, or nothing to monitor.
         OSError: at ``on_train_begin`` if the run directory cannot be created.
@@ -136,15 +191,16 @@ class ActivationStatistics(keras.callbacks.Callback):
         log_dir: str | os.PathLike,
         data: Any,
         *,
-        freq: Frequency = "epoch",
+        update_freq: UpdateFrequency = "epoch",
         layers: LayerSelection = None,
         histograms: bool = True,
         images: bool = True,
         gradients: bool = False,
+        freq: UpdateFrequency | None = None,
     ) -> None:
         super().__init__()
-        self.log_dir = os.fspath(log_dir)
-        self.freq = _validate_freq(freq)
+        self.log_dir = _validate_log_dir(log_dir)
+        self.update_freq = _resolve_update_freq(update_freq, freq)
         x, y = _probe.split_data(data)
         if gradients and y is None:
             raise ValueError(
@@ -157,11 +213,11 @@ class ActivationStatistics(keras.callbacks.Callback):
         self.layers = layers
         self.histograms = bool(histograms)
         self.gradients = bool(gradients)
-        self.images = bool(images) and _matplotlib_available()
+        self.images = bool(images) and matplotlib_available()
         self.run_dir = os.path.join(self.log_dir, RUN_NAME)
 
         self._writer: Any = None
-        self._layout = _summary.layout_summary(self.gradients)  # written once, with step 0
+        self._layout = protos.layout_summary(self.gradients)  # written once, with step 0
         self._layout_written = False
         self._selected: dict[str, keras.layers.Layer] | None = None
         self._last_written_step: int | None = None
@@ -169,10 +225,8 @@ class ActivationStatistics(keras.callbacks.Callback):
         self._plot: Any = None
         if self.images:
             # Import and warm up matplotlib now, not in the middle of training (~0.3 s).
-            from keras_inits._plot import DepthProfilePlot
-
             self._plot = DepthProfilePlot()
-        if self.freq != "epoch":
+        if self.update_freq != "epoch":
             # Only then does the callback need batch ends (defining on_train_batch_end at
             # all would switch off Keras's asynchronous batch-end dispatch).
             self.on_train_batch_end = self._write_every_n_steps  # type: ignore[method-assign]
@@ -227,14 +281,28 @@ class ActivationStatistics(keras.callbacks.Callback):
         return statistics
 
     def _prepare(self) -> None:
-        """Resolve the layers, check the probe batch and open the writer (raises early)."""
-        self._selected = _probe.select_layers(self.model, self.layers)
+        """Build the model if needed, resolve the layers, check the probe batch, open the writer.
+
+        Raises early, before any batch. An unbuilt model (TensorFlow's ``fit`` builds it
+        only inside its first traced step) owns no variables yet, so no layer would be
+        found to own a kernel ("no layer to monitor"): it is built first, symbolically, from
+        the probe batch's shapes with a free batch size.
+        """
         _probe.check_inputs(self.model, self._x, argument="data")
+        if not self.model.built:
+            self._build_model()
+        self._selected = _probe.select_layers(self.model, self.layers)
         if self._writer is None:
-            self._writer = _summary.RawSummaryWriter(self.run_dir)
+            self._writer = SummaryWriter(self.run_dir)
+
+    def _build_model(self) -> None:
+        try:
+            self.model(_symbolic_batch(self._x), training=False)
+        except Exception:  # noqa: BLE001 - an eager call says why, in a readable error
+            _probe.forward(self.model, self._x, training=False)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.freq == "epoch":
+        if self.update_freq == "epoch":
             self._write_step(self._step(), image=True)
         else:
             self._image_due = True
@@ -249,9 +317,9 @@ class ActivationStatistics(keras.callbacks.Callback):
     def _write_every_n_steps(self, batch: int, logs: dict | None = None) -> None:
         step = self._step()
         last = self._last_written_step
-        # "Crossed a multiple of freq" rather than "step % freq == 0", so that
-        # steps_per_execution > 1 (batch ends every k steps) still writes.
-        if last is None or step // self.freq > last // self.freq:
+        # "Crossed a multiple of update_freq" rather than "step % update_freq == 0", so
+        # that steps_per_execution > 1 (batch ends every k steps) still writes.
+        if last is None or step // self.update_freq > last // self.update_freq:
             self._write_step(step, image=self._image_due)
 
     # -- measuring and writing --------------------------------------------------------
@@ -261,7 +329,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         iterations = getattr(optimizer, "iterations", None)
         if iterations is None:
             return 0
-        return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
+        return int(backend.current().to_numpy(iterations))
 
     def _measure(self) -> dict[str, LayerStatistics]:
         return activation_statistics(
@@ -295,7 +363,7 @@ class ActivationStatistics(keras.callbacks.Callback):
             rendered = None
             if image and self.images:
                 rendered = self._render(statistics)
-            summary = _summary.statistics_summary(
+            summary = protos.statistics_summary(
                 statistics, histograms=self.histograms, image=rendered
             )
             if not self._layout_written:
@@ -340,8 +408,3 @@ class ActivationStatistics(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-
-def _matplotlib_available() -> bool:
-    from keras_inits._plot import matplotlib_available
-
-    return matplotlib_available()
