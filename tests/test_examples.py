@@ -164,7 +164,7 @@ def test_symmetry(tmp_path: Path) -> None:
 def test_dead_relu_bias(tmp_path: Path) -> None:
     example = load_example("dead_relu_bias")
     result = example.main([
-        "--dataset", "digits", "--widths", "64", "64", "--epochs", "2",
+        "--dataset", "digits", "--widths", "32", "32", "--epochs", "2",
         "--train-samples", "400", "--out", str(tmp_path),
     ])
     zero_bias = result["inits"]["bias_0"]
@@ -183,8 +183,8 @@ def test_dead_relu_bias(tmp_path: Path) -> None:
 def test_sparse_and_identity(tmp_path: Path) -> None:
     example = load_example("sparse_and_identity")
     result = example.main([
-        "--dataset", "digits", "--epochs", "2", "--mlp-depth", "3", "--mlp-width", "64",
-        "--conv-depth", "20", "--channels", "4", "--train-samples", "300", "--probe-samples", "64",
+        "--dataset", "digits", "--epochs", "2", "--mlp-depth", "2", "--mlp-width", "32",
+        "--conv-depth", "6", "--channels", "4", "--train-samples", "300", "--probe-samples", "64",
         "--out", str(tmp_path),
     ])
     networks = result["networks"]
