@@ -63,6 +63,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 import keras
 import numpy as np
 
+from keras_inits import backend
+
 #: What ``layers=`` accepts: a path, a layer class, a predicate, or a sequence of paths/classes.
 LayerSelection = Union[
     None, str, type, Callable[[keras.layers.Layer], bool], Sequence[Union[str, type]]
@@ -315,6 +317,14 @@ class ProbeRecord:
     kernel_gradients: tuple[np.ndarray, ...] | None = None
 
 
+def is_floating(tensor: Any) -> bool:
+    """Whether a backend tensor (or array) holds floating-point values."""
+    dtype = getattr(tensor, "dtype", None)
+    if dtype is None:
+        return False
+    return keras.backend.is_float_dtype(keras.backend.standardize_dtype(dtype))
+
+
 def _is_linear(function: Any) -> bool:
     return function is None or function is keras.activations.linear
 
@@ -344,9 +354,14 @@ class LayerProbe:
     Args:
         layers: Mapping from path to layer, e.g. from :func:`select_layers`.
         pre_activations: Whether to record the inputs of fused activations.
-        watch: Optional callable applied to every recorded output tensor as it is produced,
-            e.g. ``tape.watch`` of a ``tf.GradientTape`` so that gradients with respect to
-            intermediate outputs can be taken.
+        tap: Optional callable applied to every recorded floating output tensor as it is
+            produced; the forward pass goes on with the tensor it returns (of the same value).
+            The backends' gradient passes add a zero "tap" there, whose gradient is
+            ``d loss / d output`` (see :func:`gradient_pass`).
+        on_record: Optional callable given each :class:`ProbeRecord` as soon as its layer's
+            first call has returned (outputs and pre-activations as backend tensors). It
+            may reduce the record and drop its tensors: the statistics are computed this
+            way while the pass goes on, so that only one layer's output is held at a time.
         stop_after: Path of a layer after whose first call the forward pass is abandoned
             (the rest of the model does not run; the block ends normally). LSUV measures
             one layer at a time this way, at half the cost of full passes on average.
@@ -354,6 +369,7 @@ class LayerProbe:
     Attributes:
         records: Dict from path to :class:`ProbeRecord`, in completion order of each
             layer's first call. Layers that never ran are absent.
+        tapped_paths: The path of the layer of each tensor given to ``tap``, in order.
 
     Examples:
 
@@ -370,7 +386,8 @@ class LayerProbe:
         layers: Mapping[str, keras.layers.Layer],
         *,
         pre_activations: bool = True,
-        watch: Callable[[Any], Any] | None = None,
+        tap: Callable[[Any], Any] | None = None,
+        on_record: Callable[[ProbeRecord], None] | None = None,
         stop_after: str | None = None,
     ) -> None:
         self._layers = dict(layers)
@@ -380,13 +397,16 @@ class LayerProbe:
                 f"Received: stop_after={stop_after!r}"
             )
         self._pre_activations = pre_activations
-        self._watch = watch
+        self._tap = tap
+        self._on_record = on_record
         self._stop_after = stop_after
         self._undo: list[Callable[[], None]] = []
         self.records: dict[str, ProbeRecord] = {}
+        self.tapped_paths: list[str] = []
 
     def __enter__(self) -> "LayerProbe":
         self.records = {}
+        self.tapped_paths = []
         try:
             for path, layer in self._layers.items():
                 self._install(path, layer)
@@ -418,12 +438,14 @@ class LayerProbe:
                 if first:
                     state["in_first_call"] = False
             if first:
-                flat = tuple(t for t in keras.tree.flatten(outputs) if t is not None)
-                if self._watch is not None:
-                    for tensor in flat:
-                        self._watch(tensor)
-                record.outputs = flat
+                if self._tap is not None:
+                    outputs = keras.tree.map_structure(
+                        lambda tensor: self._tap_floating(path, tensor), outputs
+                    )
+                record.outputs = tuple(t for t in keras.tree.flatten(outputs) if t is not None)
                 self.records[path] = record
+                if self._on_record is not None:
+                    self._on_record(record)
                 if path == self._stop_after:
                     raise ProbeStopped(path)
             return outputs
@@ -457,6 +479,12 @@ class LayerProbe:
                 lambda: object.__setattr__(layer, "activation", original_activation)
             )
 
+    def _tap_floating(self, path: str, tensor: Any) -> Any:
+        if tensor is None or not is_floating(tensor):
+            return tensor
+        self.tapped_paths.append(path)
+        return self._tap(tensor)
+
     def _restore(self) -> None:
         while self._undo:
             undo = self._undo.pop()
@@ -489,12 +517,12 @@ class StateGuard:
             if id(variable) in seen:
                 continue
             seen.add(id(variable))
-            self._saved.append((variable, np.array(variable.numpy(), copy=True)))
+            self._saved.append((variable, np.array(backend.current().to_numpy(variable), copy=True)))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         for variable, value in self._saved:
-            current = variable.numpy()
+            current = backend.current().to_numpy(variable)
             if current.shape != value.shape or not np.array_equal(current, value, equal_nan=True):
                 variable.assign(value)
         self._saved = []
@@ -622,6 +650,119 @@ def forward(model: keras.layers.Layer, x: Any, training: bool) -> Any:
         ) from None
 
 
+# --------------------------------------------------------------------------------------
+# Gradients
+# --------------------------------------------------------------------------------------
+
+
+def make_loss_function(
+    model: keras.layers.Layer, x: Any, y: Any, loss: Any = None
+) -> Callable[[Any], Any]:
+    """Return ``y_pred -> scalar loss`` from ``loss=`` or, if ``None``, the compiled loss.
+
+    Raises:
+        ValueError: if ``loss`` is not a loss, or is ``None`` and the model has no compiled
+            loss.
+    """
+    if loss is not None:
+        loss_function = keras.losses.get(loss)
+        if loss_function is None or not callable(loss_function):
+            raise ValueError(
+                "`loss` must be a loss name, function or keras.losses.Loss. "
+                f"Received: loss={loss!r}"
+            )
+
+        def explicit_loss(y_pred: Any) -> Any:
+            return keras.ops.mean(loss_function(y, y_pred))
+
+        return explicit_loss
+
+    if not getattr(model, "compiled", False) or getattr(model, "loss", None) is None:
+        raise ValueError(
+            "`gradients=True` needs a loss: compile the model with one or pass `loss=`. "
+            "Received: loss=None and a model without a compiled loss"
+        )
+
+    def compiled_loss(y_pred: Any) -> Any:
+        return model.compute_loss(x=x, y=y, y_pred=y_pred)
+
+    return compiled_loss
+
+
+def gradient_pass(
+    model: keras.layers.Layer,
+    x: Any,
+    y: Any,
+    layers: Mapping[str, keras.layers.Layer],
+    *,
+    loss: Any = None,
+    training: bool = False,
+    pre_activations: bool = True,
+) -> dict[str, ProbeRecord]:
+    """One probe pass that also gives ``d loss / d output`` and ``d loss / d kernel``.
+
+    The backend-neutral half of the gradients: the loss (``loss=`` or the compiled one),
+    the probe and the bookkeeping are here; the differentiation is the active backend's
+    ``loss_gradients(run, kernels)`` (TensorFlow ``GradientTape``, JAX ``jax.grad``, torch
+    ``torch.autograd.grad``). ``run(tap)`` runs the probed forward pass and the loss with
+    ``tap`` applied to every recorded floating output, and returns the loss and every
+    recorded tensor; the backend adds a zero tap to each output (so layers that sit before
+    any variable get ``d loss / d output`` too), reads the kernels through a
+    ``keras.StatelessScope`` (so frozen kernels get a gradient and no variable is written)
+    and returns the tensors' values with the gradients of the taps and the kernels. Nothing
+    is applied: no optimizer is involved and no weight changes.
+
+    Args:
+        model: The model.
+        x: Inputs.
+        y: Targets.
+        layers: Mapping from path to layer to record.
+        loss: Optional loss overriding the compiled one.
+        training: Training-mode forward pass.
+        pre_activations: Record fused-activation inputs too.
+
+    Returns:
+        The probe records (NumPy values), with ``output_gradients`` (one float32 array per
+        floating output) and ``kernel_gradients`` (one per kernel variable) filled in.
+    """
+    loss_function = make_loss_function(model, x, y, loss)
+    kernels = {path: kernel_variables(layer) for path, layer in layers.items()}
+    flat_kernels = [variable for variables in kernels.values() for variable in variables]
+    last: dict[str, Any] = {}
+
+    def run(tap: Callable[[Any], Any]) -> tuple[Any, list[Any]]:
+        with LayerProbe(layers, pre_activations=pre_activations, tap=tap) as probe:
+            y_pred = forward(model, x, training)
+        loss_value = loss_function(y_pred)
+        kept: list[Any] = []
+        for record in probe.records.values():
+            kept.extend(record.outputs)
+            kept.extend(record.pre_activations or ())
+        last["records"] = probe.records
+        last["owners"] = probe.tapped_paths
+        return loss_value, kept
+
+    kept, output_gradients, kernel_gradients = backend.current().loss_gradients(
+        run, flat_kernels
+    )
+    records: dict[str, ProbeRecord] = last["records"]
+    values = iter(kept)
+    for record in records.values():
+        record.outputs = tuple(next(values) for _ in record.outputs)
+        if record.pre_activations is not None:
+            record.pre_activations = tuple(next(values) for _ in record.pre_activations)
+    per_layer: dict[str, list[np.ndarray]] = {path: [] for path in records}
+    for path, gradient in zip(last["owners"], output_gradients):
+        per_layer[path].append(gradient)
+    gradients_left = iter(kernel_gradients)
+    for path, variables in kernels.items():
+        own = tuple(next(gradients_left) for _ in variables)
+        if path in records:
+            records[path].output_gradients = tuple(per_layer[path])
+            records[path].kernel_gradients = own
+    return records
+
+
 def run_probe(
     model: keras.layers.Layer,
     x: Any,
@@ -632,6 +773,7 @@ def run_probe(
     y: Any = None,
     gradients: bool = False,
     loss: Any = None,
+    on_record: Callable[[ProbeRecord], None] | None = None,
 ) -> dict[str, ProbeRecord]:
     """Run ``model`` once on ``x`` and return what each monitored layer produced.
 
@@ -651,9 +793,14 @@ def run_probe(
         pre_activations: Record the inputs of fused activations.
         y: Targets, needed with ``gradients=True``.
         gradients: Also compute ``d loss / d output`` per layer and ``d loss / d kernel``
-            (TensorFlow backend; see ``keras_inits._tf_gradients``).
+            (see :func:`gradient_pass`). The outputs are then all kept until the backward
+            pass has run.
         loss: A loss (name, function or ``keras.losses.Loss``) to use instead of the
             model's compiled loss for gradients.
+        on_record: Optional callable given each record (float32 NumPy values) as soon as
+            its layer has run (with ``gradients=True``: after the backward pass). It may
+            drop the record's arrays (``record.outputs = ()``) once it has reduced them, so
+            that a pass without gradients holds one layer's output at a time.
 
     Returns:
         A dict from path to :class:`ProbeRecord`, shallow to deep. Selected layers that did
@@ -682,14 +829,24 @@ def run_probe(
 
     with StateGuard(model):
         if gradients:
-            from keras_inits import _tf_gradients
-
-            records = _tf_gradients.probe_with_gradients(
+            records = gradient_pass(
                 model, x, y, selected, loss=loss, training=training,
-                pre_activations=pre_activations, forward=forward,
+                pre_activations=pre_activations,
             )
+            if on_record is not None:
+                for record in records.values():
+                    _record_to_float32(record)
+                    on_record(record)
         else:
-            with LayerProbe(selected, pre_activations=pre_activations) as probe:
+
+            def reduce_on_the_spot(record: ProbeRecord) -> None:
+                _record_to_float32(record)
+                if on_record is not None:
+                    on_record(record)
+
+            with backend.current().without_gradients(), LayerProbe(
+                selected, pre_activations=pre_activations, on_record=reduce_on_the_spot
+            ) as probe:
                 forward(model, x, training)
             records = probe.records
 
@@ -700,7 +857,11 @@ def run_probe(
             stacklevel=2,
         )
     for record in records.values():
-        record.outputs = tuple(to_float32(tensor) for tensor in record.outputs)
-        if record.pre_activations is not None:
-            record.pre_activations = tuple(to_float32(t) for t in record.pre_activations)
+        _record_to_float32(record)
     return records
+
+
+def _record_to_float32(record: ProbeRecord) -> None:
+    record.outputs = tuple(to_float32(tensor) for tensor in record.outputs)
+    if record.pre_activations is not None:
+        record.pre_activations = tuple(to_float32(t) for t in record.pre_activations)

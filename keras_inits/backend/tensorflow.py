@@ -1,9 +1,11 @@
-"""TensorFlow: autodiff derivatives, the fast path of the dense draws, reading variables."""
+"""TensorFlow: autodiff derivatives, probe gradients, the fast path of the dense draws, reading
+variables."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -39,6 +41,74 @@ def elementwise_derivative(function: Callable) -> Callable[[np.ndarray], np.ndar
         return np.asarray(gradient.numpy(), dtype=np.float64)
 
     return derivative
+
+
+# ----------------------------------------------------------------------------------------------
+# Probe gradients.
+# ----------------------------------------------------------------------------------------------
+
+
+def without_gradients() -> contextlib.AbstractContextManager:
+    """A context for a pass that needs no gradient: eager TensorFlow records none anyway."""
+    return contextlib.nullcontext()
+
+
+def _logits_shift(probabilities: Any, tap: Any, logits: Any) -> Any:
+    """First-order change of the logits that turns ``probabilities`` into ``probabilities + tap``.
+
+    Keras's crossentropy on TensorFlow reads the logits a softmax or sigmoid attached to its
+    output (``_keras_logits``), so that output is off the gradient path. With the logits
+    moved by this shift (0 in value), the loss still reads the logits, and the tap's
+    gradient is ``d loss / d probabilities``: for a softmax ``z + log(p + t) - log(p)`` gives
+    ``softmax = (p + t) / sum(p + t)`` (shift ``t / p``); for a sigmoid ``logit(p + t)``
+    (shift ``t / p + t / (1 - p)``).
+    """
+    tiny = np.finfo(probabilities.dtype.as_numpy_dtype).tiny
+    shift = tap / tf.maximum(probabilities, tiny)
+    if bool(tf.reduce_all(tf.math.sigmoid(logits) == probabilities)):
+        shift += tap / tf.maximum(1.0 - probabilities, tiny)
+    return shift
+
+
+def loss_gradients(
+    run: Callable[[Callable[[Any], Any]], tuple[Any, list[Any]]], kernels: Sequence[Any]
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """One differentiated probe pass: the values, ``d loss / d tap`` and ``d loss / d kernel``.
+
+    Args:
+        run: ``run(tap) -> (loss, kept)``: runs the probed forward pass and the loss with
+            ``tap`` applied to every recorded floating output (the pass goes on with what
+            ``tap`` returns); ``kept`` is a flat list of the tensors to return as values.
+        kernels: The kernel variables whose gradients are wanted (trainable or not).
+
+    Returns:
+        ``(values, tap_gradients, kernel_gradients)``: ``kept`` as NumPy arrays, and one
+        float32 NumPy array per tap (in the order ``tap`` was called) and per kernel.
+    """
+    taps: list[Any] = []
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        kernel_values = [tf.convert_to_tensor(variable.value) for variable in kernels]
+        for value in kernel_values:
+            tape.watch(value)
+
+        def tap(tensor: Any) -> Any:
+            zero = tf.zeros_like(tensor)
+            tape.watch(zero)
+            taps.append(zero)
+            tapped = tensor + zero
+            logits = getattr(tensor, "_keras_logits", None)
+            if logits is not None:
+                tapped._keras_logits = logits + _logits_shift(tensor, zero, logits)
+            return tapped
+
+        with keras.StatelessScope(state_mapping=list(zip(kernels, kernel_values))):
+            loss, kept = run(tap)
+    gradients = tape.gradient(
+        loss, taps + kernel_values, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
+    as_float32 = [np.asarray(gradient.numpy(), dtype=np.float32) for gradient in gradients]
+    values = [to_numpy(tensor) for tensor in kept]
+    return values, as_float32[: len(taps)], as_float32[len(taps) :]
 
 
 # ----------------------------------------------------------------------------------------------
