@@ -28,7 +28,11 @@ The loss is a fixed random projection of the output, ``mean(r * output)`` with r
 so the gradient arriving at layer L is noise independent of the forward pass and the ratio
 measures how the backward pass alone scales it.
 
-Run: ``python benchmarks/depth.py`` (about 10 minutes on 2 cores; ``--quick`` for a smoke run).
+Runs on every Keras backend (``KERAS_BACKEND=tensorflow|jax|torch``; the gradients come from
+that backend's autodiff).
+
+Run: ``python benchmarks/depth.py`` (about 10 minutes on 2 cores; ``--quick``: depth 10,
+2 seeds, no extra depth).
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -167,7 +170,10 @@ def quality_table(args: argparse.Namespace, probe_by_seed: dict[int, np.ndarray]
 
 
 def print_quality(rows: dict, width: int) -> None:
-    print(f"\npre_std(layer L) / pre_std(layer 1), median [min, max] over seeds; width {width}")
+    print(
+        f"\npre_std(layer L) / pre_std(layer 1), median [min, max] over seeds; width {width}, "
+        f"{keras.backend.backend()} backend"
+    )
     header = f"{'activation':<11}{'L':>4}  " + "  ".join(f"{column:<{CELL}}" for column in COLUMNS)
     print(header)
     print("-" * len(header))

