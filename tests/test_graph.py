@@ -182,7 +182,7 @@ def test_recurrent_leaves_report_their_cells_weights_as_gates():
     model = keras.Sequential(
         [
             keras.Input((5, 3)),
-            keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi"),
+            keras.layers.Bidirectional(keras.layers.LSTM(4, name="lstm"), name="bi"),
             keras.layers.Dense(2, name="head"),
         ]
     )
@@ -191,13 +191,15 @@ def test_recurrent_leaves_report_their_cells_weights_as_gates():
     node = graph["bi"]
     assert node.kind == "recurrent" and node.children == ()
     summary = [(weight.path, weight.role, weight.layout, weight.gates, weight.fans) for weight in node.weights]
+    forward = f"bi/forward_lstm/{model.layers[0].forward_layer.cell.name}"
+    backward = f"bi/backward_lstm/{model.layers[0].backward_layer.cell.name}"
     assert summary == [
-        ("bi/forward_lstm/lstm_cell/kernel", "kernel", "gates", 4, (3, 4)),
-        ("bi/forward_lstm/lstm_cell/recurrent_kernel", "recurrent_kernel", "gates", 4, (4, 4)),
-        ("bi/forward_lstm/lstm_cell/bias", "bias", None, 1, None),
-        ("bi/backward_lstm/lstm_cell/kernel", "kernel", "gates", 4, (3, 4)),
-        ("bi/backward_lstm/lstm_cell/recurrent_kernel", "recurrent_kernel", "gates", 4, (4, 4)),
-        ("bi/backward_lstm/lstm_cell/bias", "bias", None, 1, None),
+        (f"{forward}/kernel", "kernel", "gates", 4, (3, 4)),
+        (f"{forward}/recurrent_kernel", "recurrent_kernel", "gates", 4, (4, 4)),
+        (f"{forward}/bias", "bias", None, 1, None),
+        (f"{backward}/kernel", "kernel", "gates", 4, (3, 4)),
+        (f"{backward}/recurrent_kernel", "recurrent_kernel", "gates", 4, (4, 4)),
+        (f"{backward}/bias", "bias", None, 1, None),
     ]
     assert node.output_activation.activation == "tanh"
     assert graph["head"].feeding.activation == "tanh"

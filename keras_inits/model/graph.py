@@ -85,7 +85,11 @@ activation, every other op the activation its inputs agree on.
   (``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``, ``PReLU`` with its mean slope,
   ``Softmax``) hand their activation on; a layer with kernel-like weights and no activation
   hands on linear; a recurrent layer its output activation (``tanh`` for Keras's cells);
-- normalization layers (:data:`NORMALIZATION_LAYER_TYPES`) hand on linear;
+- normalization layers (:data:`NORMALIZATION_LAYER_TYPES`) hand on linear at scale 1,
+  except ``BatchNormalization``, taken as it acts at inference, ``gamma x /
+  sqrt(moving_variance + eps)`` (an identity with fresh statistics): linear, with its
+  input's root mean square times that factor as scale (in training mode it re-standardizes,
+  and then nothing before it matters for the forward variance);
 - a container (a model, or any layer that owns sub-layers, such as keras-hub's
   TransformerEncoder) hands on the activation of the tensor it returns, i.e. what its last
   sub-layer applied (linear when an unseen op made it), never its ``activation``
@@ -265,6 +269,10 @@ LINEAR = FeedingActivation()
 #: Activations that commute with a positive scale (``phi(s z) = s phi(z)``): a scaled input
 #: comes out scaled by the same factor.
 _HOMOGENEOUS_ACTIVATIONS = ("linear", "relu", "leaky_relu")
+
+
+def _is_homogeneous(source: FeedingActivation) -> bool:
+    return source.activation in _HOMOGENEOUS_ACTIVATIONS and set(source.kwargs) <= {"negative_slope"}
 
 
 def _merge(sources: Sequence[FeedingActivation]) -> FeedingActivation:
@@ -986,6 +994,8 @@ def _node_output(
     """The activation of a node's output (the rules are in the module docstring)."""
     if kind == "container":
         return _merge(inner)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _batch_normalization_output(layer, path, feeding)
     if kind == "normalization":
         return FeedingActivation(source=path)
     if kind == "merge" and sources:
@@ -993,11 +1003,30 @@ def _node_output(
     own = own_activation(layer, path)
     if has_kernel:
         return own or FeedingActivation(source=path)
-    if own is not None and feeding.same_law(LINEAR) and own.activation in _HOMOGENEOUS_ACTIVATIONS:
+    if own is not None and feeding.same_law(LINEAR) and _is_homogeneous(own):
         return dataclasses.replace(own, scale=feeding.scale)
     if own is not None:
         return own
     return feeding
+
+
+def _batch_normalization_output(
+    layer: keras.layers.BatchNormalization, path: str, feeding: FeedingActivation
+) -> FeedingActivation:
+    """A batch normalization as it acts at inference: ``gamma x / sqrt(moving_variance + eps)``.
+
+    An identity with fresh statistics, so the scale of its input goes on (linear, since the
+    output is affine in the input). In training mode it re-standardizes instead, and then
+    nothing before it matters for the forward variance.
+    """
+    root_mean_square = _root_mean_square(feeding)
+    if root_mean_square is None:
+        return FeedingActivation(source=path)
+    to_numpy = backend.current().to_numpy
+    factor = 1.0 / np.sqrt(np.asarray(to_numpy(layer.moving_variance), dtype=np.float64) + layer.epsilon)
+    if layer.scale:
+        factor = factor * np.asarray(to_numpy(layer.gamma), dtype=np.float64)
+    return FeedingActivation(source=path, scale=root_mean_square * float(np.sqrt(np.mean(np.square(factor)))))
 
 
 def _functional_operations(layer: keras.layers.Layer) -> list[Any]:
