@@ -18,7 +18,17 @@ Run once per backend (one venv each)::
 
     KERAS_BACKEND=jax python benchmarks/probe_memory.py
 
-Measured figures are in the CHANGELOG / README benchmark tables.
+Measured on this project's machine (2 shared cores, 103 monitored layers, MiB of peak RSS above
+the RSS after the warm-up; the float32 outputs alone are 471 MiB):
+
+| backend | forward | keep (0.1) | stream (0.2) |
+|---|---|---|---|
+| tensorflow | 657 | 1135 | 655 |
+| jax | 843 | 1296 | 821 |
+| torch | 661 | 1077 | 644 |
+
+So streaming costs nothing above the plain forward pass, which Keras itself needs (a
+Functional model holds every intermediate tensor until its call returns).
 """
 
 from __future__ import annotations
