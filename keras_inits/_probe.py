@@ -689,7 +689,12 @@ def gradient_pass(
     """
     loss_function = make_loss_function(model, x, y, loss)
     kernels = {path: kernel_variables(layer) for path, layer in layers.items()}
-    flat_kernels = [variable for variables in kernels.values() for variable in variables]
+    # A variable shared by two layers is differentiated once and reported for both.
+    unique: dict[int, Any] = {}
+    for variables in kernels.values():
+        for variable in variables:
+            unique.setdefault(id(variable), variable)
+    flat_kernels = list(unique.values())
     last: dict[str, Any] = {}
 
     def run(tap: Callable[[Any], Any]) -> tuple[Any, list[Any]]:
@@ -716,12 +721,10 @@ def gradient_pass(
     per_layer: dict[str, list[np.ndarray]] = {path: [] for path in records}
     for path, gradient in zip(last["owners"], output_gradients):
         per_layer[path].append(gradient)
-    gradients_left = iter(kernel_gradients)
-    for path, variables in kernels.items():
-        own = tuple(next(gradients_left) for _ in variables)
-        if path in records:
-            records[path].output_gradients = tuple(per_layer[path])
-            records[path].kernel_gradients = own
+    by_variable = dict(zip(unique, kernel_gradients))
+    for path, record in records.items():
+        record.output_gradients = tuple(per_layer[path])
+        record.kernel_gradients = tuple(by_variable[id(v)] for v in kernels[path])
     return records
 
 
