@@ -21,13 +21,17 @@ from scipy import integrate
 import keras_inits
 import keras_inits.gains
 from keras_inits import backend
-from keras_inits._activations import (
+from keras_inits.activations import (
+    ACTIVATION_LAYER_TYPES,
     ALIASES,
     CLOSED_FORMS,
     NOT_ELEMENTWISE,
+    REGISTRY,
     activation_derivative,
     activation_kinks,
+    bounds,
     deserialize_activation,
+    layer_activation,
     resolve_activation,
     serialize_activation,
 )
@@ -442,7 +446,8 @@ def test_custom_callable_with_kwargs():
     def scaled_tanh(x, scale=1.0):
         return scale * keras.ops.tanh(x)
 
-    assert gain(scaled_tanh, scale=2.0) == pytest.approx(gain("tanh") / 2, rel=max(1e-10, CALLABLE_RTOL))
+    expected = gain("tanh") / 2
+    assert gain(scaled_tanh, scale=2.0) == pytest.approx(expected, rel=max(1e-10, CALLABLE_RTOL))
     with pytest.raises(TypeError, match=r"'bogus'.*Received: activation_kwargs=\{'bogus': 1\}"):
         gain(scaled_tanh, bogus=1)
 
@@ -496,7 +501,8 @@ def test_unhashable_kwargs_are_computed_uncached():
     def scaled(x, scales=(1.0,)):
         return scales[0] * keras.ops.tanh(x)
 
-    assert gain(scaled, scales=[2.0]) == pytest.approx(gain("tanh") / 2, rel=max(1e-10, CALLABLE_RTOL))
+    assert gain(scaled, scales=[2.0]) == pytest.approx(gain("tanh") / 2, rel=max(1e-10, CALLABLE_RTOL)
+    )
 
 
 def test_package_exports():
@@ -656,7 +662,8 @@ def test_registered_class_instance_round_trips():
     config = serialize_activation(ScaledTanh(3.0))
     restored = deserialize_activation(json.loads(json.dumps(config)))
     assert isinstance(restored, ScaledTanh) and restored.scale == 3.0
-    assert gain(restored) == pytest.approx(gain("tanh") / 3.0, rel=max(1e-10, CALLABLE_RTOL))
+    assert gain(restored) == pytest.approx(gain("tanh") / 3.0, rel=max(1e-10, CALLABLE_RTOL)
+    )
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu", "swish", "hard_silu"])
@@ -694,3 +701,82 @@ def test_serialize_wrong_type():
         serialize_activation(3)
     with pytest.raises(TypeError, match=r"Received: config=3"):
         deserialize_activation(3)
+
+
+# ------------------------------------------------------------------------------------------
+# The activation registry: bounds, layer classes, the activation a layer applies.
+# ------------------------------------------------------------------------------------------
+
+
+def test_registry_covers_every_closed_form():
+    assert set(REGISTRY) == set(CLOSED_FORMS)
+    for name, spec in REGISTRY.items():
+        kwargs = {"threshold": 0.0, "default_value": 0.0} if name == "threshold" else {}
+        phi, derivative, kinks = spec.closed_form(**kwargs)
+        assert callable(phi) and callable(derivative) and isinstance(kinks, tuple)
+
+
+@pytest.mark.parametrize(
+    "activation, kwargs, expected",
+    [
+        ("tanh", {}, (-1.0, 1.0)),
+        ("sigmoid", {}, (0.0, 1.0)),
+        ("hard_sigmoid", {}, (0.0, 1.0)),
+        ("sparse_sigmoid", {}, (0.0, 1.0)),
+        ("softsign", {}, (-1.0, 1.0)),
+        ("hard_tanh", {}, (-1.0, 1.0)),
+        ("relu6", {}, (None, 6.0)),
+        ("relu", {"max_value": 4.0}, (None, 4.0)),
+        ("relu", {}, None),
+        ("gelu", {}, None),
+        (keras.activations.tanh, {}, (-1.0, 1.0)),
+        (lambda x: keras.ops.tanh(x), {}, None),
+    ],
+)
+def test_bounds(activation, kwargs, expected):
+    assert bounds(activation, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    "make_layer, expected",
+    [
+        (lambda: keras.layers.Dense(3, activation="gelu"), ("gelu", {})),
+        (lambda: keras.layers.Conv2D(3, 3, activation="swish"), ("silu", {})),
+        (lambda: keras.layers.Dense(3), None),
+        (lambda: keras.layers.Activation("tanh"), ("tanh", {})),
+        (lambda: keras.layers.ReLU(), ("relu", {})),
+        (lambda: keras.layers.ReLU(max_value=6.0), ("relu", {"max_value": 6.0})),
+        (lambda: keras.layers.LeakyReLU(0.1), ("leaky_relu", {"negative_slope": 0.1})),
+        (lambda: keras.layers.ELU(0.5), ("elu", {"alpha": 0.5})),
+        (lambda: keras.layers.Softmax(), ("softmax", {})),
+        # An `activation` attribute that configures something inside is not the output's.
+        (lambda: keras.layers.LSTM(3, activation="relu"), None),
+        (lambda: keras.layers.Flatten(), None),
+    ],
+)
+def test_layer_activation(make_layer, expected):
+    assert layer_activation(make_layer()) == expected
+
+
+def test_layer_activation_of_prelu_is_its_mean_slope():
+    layer = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25))
+    layer.build((None, 4))
+    assert layer_activation(layer) == ("leaky_relu", {"negative_slope": 0.25})
+
+
+def test_layer_activation_of_a_custom_callable_is_the_callable():
+    layer = keras.layers.Dense(3, activation=lecun_tanh)
+    assert layer_activation(layer) == (lecun_tanh, {})
+
+
+def test_activation_layer_types():
+    for layer_type in (
+        keras.layers.Activation,
+        keras.layers.ReLU,
+        keras.layers.LeakyReLU,
+        keras.layers.ELU,
+        keras.layers.PReLU,
+        keras.layers.Softmax,
+    ):
+        assert layer_type in ACTIVATION_LAYER_TYPES
+    assert keras.layers.Dense not in ACTIVATION_LAYER_TYPES
