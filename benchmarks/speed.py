@@ -9,8 +9,11 @@ the medians (ours / Keras). Goals (issue #2):
 - Sparse(sparsity=0.9) at most 3x RandomNormal at 4096 x 4096.
 
 Dirac is compared with keras.initializers.Identity on 2-D shapes (Identity only does 2-D).
-Run: `KERAS_BACKEND=tensorflow .venv/bin/python benchmarks/speed.py` (under ~1-3 minutes on
-2 CPU cores; other load on the machine shows up as noise, the interleaving keeps ratios fair).
+The ratios are against the Keras built-ins of the backend the script runs on: run it once
+per backend, e.g. `KERAS_BACKEND=jax .venv/jax/bin/python benchmarks/speed.py` (tensorflow,
+jax or torch; under ~1-3 minutes each on 2 CPU cores; other load on the machine shows up as
+noise, the interleaving keeps ratios fair). On JAX the first call of a shape compiles: the
+warm-up call takes it out of the timings.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ PAIRS = [
 
 
 def block(tensor) -> None:
-    """Waits for the value (eager CPU ops are synchronous; this is for other backends)."""
+    """Waits for the value: JAX dispatches asynchronously; TF and torch eager CPU ops are
+    synchronous."""
     if hasattr(tensor, "block_until_ready"):
         tensor.block_until_ready()
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from keras_inits._activations import ResolvedActivation, resolve_activation
+from keras_inits.activations import ResolvedActivation, closed_form_moment, resolve_activation
 
 __all__ = ["gain", "variance_slope"]
 
@@ -176,31 +176,10 @@ def _check_moment(value: float, phi: ResolvedActivation, direction: str) -> None
 
 
 def _closed_form(phi: ResolvedActivation, quantity: str) -> float | None:
-    """E[...] in closed form, or None. ``slope_numerator`` is E[phi^2 (z^2 - 1) / 2]."""
+    """E[...] in closed form (from the activation registry), or None."""
     if not phi.closed_form:
         return None
-    name, kwargs = phi.name, phi.kwargs
-    if name == "linear":
-        return 1.0  # E[z^2] = E[1] = E[z^2 (z^2 - 1) / 2] = 1
-    if name == "leaky_relu" or (
-        name == "relu" and kwargs == {"negative_slope": 0.0, "max_value": None, "threshold": 0.0}
-    ):
-        # phi = z on one half-line and a z on the other, so each quantity is (1 + a^2) times its
-        # half-line value for phi = z: E[z^2; z > 0] = E[1; z > 0] = E[z^2 (z^2 - 1) / 2; z > 0]
-        # = 1/2. The slope is therefore 1 (a positively homogeneous activation).
-        negative_slope = float(kwargs["negative_slope"])
-        return (1.0 + negative_slope * negative_slope) / 2.0
-    if name == "selu" and quantity == "phi_squared":
-        # Self-normalizing (Klambauer et al., 2017): alpha and scale solve E[selu(z)] = 0 and
-        # E[selu(z)^2] = 1; quadrature confirms 1 to 1e-15 (tests/test_gains.py).
-        return 1.0
-    if name == "exponential":
-        # phi = phi' = exp. E[exp(2z)] = e^2; tilting by exp(2z) makes z ~ N(2, 1), where
-        # E[(z^2 - 1) / 2] = (5 - 1) / 2 = 2, so E[exp(2z) (z^2 - 1) / 2] = 2 e^2.
-        if quantity == "slope_numerator":
-            return 2.0 * math.e**2
-        return math.e**2
-    return None
+    return closed_form_moment(phi.name, phi.kwargs, quantity)
 
 
 # --------------------------------------------------------------------------------------------

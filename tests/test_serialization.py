@@ -351,7 +351,8 @@ def test_keras_file_written_by_0_1_loads():
     assert initializers["he"].layout == "standard"
     assert initializers["xavier"].distribution == "truncated_normal"
     assert initializers["sparse_dense"].sparsity == 0.8
-    assert initializers["scaled"].get_config() == {"scale": 0.2, "distribution": "normal", "seed": 7}
+    scaled_config = {"scale": 0.2, "distribution": "normal", "seed": 7}
+    assert initializers["scaled"].get_config() == scaled_config
     kernel = model.get_layer("sparse").kernel
     nonzeros = np.count_nonzero(backend.current().to_numpy(kernel).reshape(-1, 5), axis=0)
     np.testing.assert_array_equal(nonzeros, 3)

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from keras_inits import _sampling, backend
-from keras_inits._activations import deserialize_activation, serialize_activation
+from keras_inits.activations import deserialize_activation, serialize_activation
 from keras_inits.gains import gain as activation_gain
 
 Mode = Literal["fan_in", "fan_out"]
