@@ -2,7 +2,9 @@
 
 Cost: the wall time of one `lsuv(model, x, seed=0)` call divided by the median time of one
 eager inference pass `model(x, training=False)` of the same model on the same batch (median
-of FORWARD_REPEATS timed passes after a warm-up pass). Models:
+of FORWARD_REPEATS timed passes after a warm-up pass), with two exact counts that no machine
+load disturbs: the full forward passes lsuv made (`report.forward_passes`) and the
+rescalings (each one single-layer re-run; the sum of `iterations`). Models:
 
 - Dense stacks, width 256, gelu, depth 10, 20, 40, 80, on 256 samples: the cost must grow
   linearly with depth (constant per layer), not with its square;
@@ -183,8 +185,10 @@ def cost_row(label: str, model: keras.Model, x) -> None:
     forward = forward_seconds(model, x)
     seconds, report, caught = run_lsuv(model, x)
     cost = seconds / forward
+    passes = getattr(report, "forward_passes", None)
+    reruns = sum(entry.iterations for entry in report.values())
     print(f"| {label:<16} | {forward * 1e3:9.1f} | {seconds:8.2f} | {cost:7.1f} | "
-          f"{cost / max(len(report), 1):9.3f} | {summary(report)} |", flush=True)
+          f"{cost / max(len(report), 1):9.3f} | {passes} | {reruns} | {summary(report)} |", flush=True)
     for message in caught:
         print(f"    warning: {message}", flush=True)
 
@@ -200,8 +204,8 @@ def main() -> None:
     print(f"backend {keras.backend.backend()}, keras {keras.__version__}, "
           f"python {platform.python_version()}, {os.cpu_count()} cores")
     if not arguments.skip_cost:
-        print("\n| model            | fwd ms    | lsuv s   | cost x  | x / layer | report |")
-        print("|------------------|-----------|----------|---------|-----------|--------|")
+        print("\n| model            | fwd ms    | lsuv s   | cost x  | x / layer | passes | rescalings | report |")
+        print("|------------------|-----------|----------|---------|-----------|--------|------------|--------|")
         if "dense" in wanted:
             for depth in DENSE_DEPTHS:
                 cost_row(f"Dense x{depth}", *dense_stack(depth))
