@@ -162,7 +162,8 @@ def forward_seconds(model: keras.Model, x) -> float:
 
 def run_lsuv(model: keras.Model, x) -> tuple[float, dict, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", UserWarning)
         start = time.perf_counter()
         report = keras_inits.lsuv(model, x, seed=0)
         seconds = time.perf_counter() - start
