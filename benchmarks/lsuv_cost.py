@@ -42,8 +42,8 @@ cores, so forward times swing 2-10x between rows; cost x, by backend):
 | Dense x40      |   6.7      | 17.3  | 300.2 |
 | Dense x80      |  36.7      | 14.7  | 236.5 |
 | ResNet50V2     |   4.2      |  2.5  |  58.6 |
-| EfficientNetB0 |   2.5      |  1.4  |       |
-| DenseNet121    |   5.9      |  1.1  |       |
+| EfficientNetB0 |   2.5      |  1.4  |  75.2 |
+| DenseNet121    |   5.9      |  1.1  |  79.6 |
 
 Every row: 1 forward pass, every touched layer converged, 0 restored. On JAX the cost is the
 orthonormal pre-init: eager JAX compiles every op once per new kernel shape and its CPU
@@ -52,7 +52,8 @@ here), so Dense stacks (square 256x256 kernels, QR) pay ~1-4 s per layer. Conver
 table (TensorFlow): MobileNetV3Small 52/52, ConvNeXtTiny 58/58, VGG16 13/13, ResNet50V2
 53/53, EfficientNetB0 81/81, DenseNet121 120/120, BertBackbone 13/13, GPT2Backbone 12/12,
 LSTM 2/2, GRU 2/2, Bidirectional 2/2, SeparableConv2D 2/2, DepthwiseConv2D 3/3,
-Conv2DTranspose 2/2, Conv3D 2/2, EinsumDense 2/2 converged, 0 restored, output finite.
+Conv2DTranspose 2/2, Conv3D 2/2, EinsumDense 2/2 converged, 0 restored, output finite;
+the same counts on torch.
 """
 
 from __future__ import annotations
