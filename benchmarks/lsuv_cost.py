@@ -2,7 +2,9 @@
 
 Cost: the wall time of one `lsuv(model, x, seed=0)` call divided by the median time of one
 eager inference pass `model(x, training=False)` of the same model on the same batch (median
-of FORWARD_REPEATS timed passes after a warm-up pass). Models:
+of FORWARD_REPEATS timed passes after a warm-up pass), with two exact counts that no machine
+load disturbs: the full forward passes lsuv made (`report.forward_passes`) and the
+rescalings (each one single-layer re-run; the sum of `iterations`). Models:
 
 - Dense stacks, width 256, gelu, depth 10, 20, 40, 80, on 256 samples: the cost must grow
   linearly with depth (constant per layer), not with its square;
@@ -29,6 +31,29 @@ with other jobs, load 4-8, so forward times are noisy but each ratio is taken in
 | ResNet50V2     |  811.0 |  64.27 |   79.2 |     1.50  |
 | EfficientNetB0 | 1246.4 | 125.22 |  100.5 |     1.24  |
 | DenseNet121    | 3033.5 | 612.28 |  201.8 |     1.68  |
+
+(JAX, 0.1: Dense x10 281.6x.) After (one pass that rescales as it goes; load 12-25 on 2
+cores, so forward times swing 2-10x between rows; cost x, by backend):
+
+| model          | tensorflow | torch | jax   |
+|----------------|------------|-------|-------|
+| Dense x10      |   8.2      |  6.5  | 406.2 |
+| Dense x20      |   4.9      | 12.0  | 378.2 |
+| Dense x40      |   6.7      | 17.3  | 300.2 |
+| Dense x80      |  36.7      | 14.7  | 236.5 |
+| ResNet50V2     |   4.2      |  2.5  |  58.6 |
+| EfficientNetB0 |   2.5      |  1.4  |  75.2 |
+| DenseNet121    |   5.9      |  1.1  |  79.6 |
+
+Every row: 1 forward pass, every touched layer converged, 0 restored. On JAX the cost is the
+orthonormal pre-init: eager JAX compiles every op once per new kernel shape and its CPU
+QR/Cholesky are slow (ops.qr of 256x256: 1.1 s against 0.035 s on TensorFlow, measured
+here), so Dense stacks (square 256x256 kernels, QR) pay ~1-4 s per layer. Convergence
+table (TensorFlow): MobileNetV3Small 52/52, ConvNeXtTiny 58/58, VGG16 13/13, ResNet50V2
+53/53, EfficientNetB0 81/81, DenseNet121 120/120, BertBackbone 13/13, GPT2Backbone 12/12,
+LSTM 2/2, GRU 2/2, Bidirectional 2/2, SeparableConv2D 2/2, DepthwiseConv2D 3/3,
+Conv2DTranspose 2/2, Conv3D 2/2, EinsumDense 2/2 converged, 0 restored, output finite;
+the same counts on torch.
 """
 
 from __future__ import annotations
@@ -160,7 +185,8 @@ def forward_seconds(model: keras.Model, x) -> float:
 
 def run_lsuv(model: keras.Model, x) -> tuple[float, dict, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", UserWarning)
         start = time.perf_counter()
         report = keras_inits.lsuv(model, x, seed=0)
         seconds = time.perf_counter() - start
@@ -183,8 +209,10 @@ def cost_row(label: str, model: keras.Model, x) -> None:
     forward = forward_seconds(model, x)
     seconds, report, caught = run_lsuv(model, x)
     cost = seconds / forward
+    passes = getattr(report, "forward_passes", None)
+    reruns = sum(entry.iterations for entry in report.values())
     print(f"| {label:<16} | {forward * 1e3:9.1f} | {seconds:8.2f} | {cost:7.1f} | "
-          f"{cost / max(len(report), 1):9.3f} | {summary(report)} |", flush=True)
+          f"{cost / max(len(report), 1):9.3f} | {passes} | {reruns} | {summary(report)} |", flush=True)
     for message in caught:
         print(f"    warning: {message}", flush=True)
 
@@ -200,8 +228,8 @@ def main() -> None:
     print(f"backend {keras.backend.backend()}, keras {keras.__version__}, "
           f"python {platform.python_version()}, {os.cpu_count()} cores")
     if not arguments.skip_cost:
-        print("\n| model            | fwd ms    | lsuv s   | cost x  | x / layer | report |")
-        print("|------------------|-----------|----------|---------|-----------|--------|")
+        print("\n| model            | fwd ms    | lsuv s   | cost x  | x / layer | passes | rescalings | report |")
+        print("|------------------|-----------|----------|---------|-----------|--------|------------|--------|")
         if "dense" in wanted:
             for depth in DENSE_DEPTHS:
                 cost_row(f"Dense x{depth}", *dense_stack(depth))
