@@ -535,8 +535,10 @@ def check_inputs(model: keras.layers.Layer | None, x: Any, *, argument: str = "x
     for expected, value in zip(inputs, flat):
         expected_shape = tuple(expected.shape)
         shape = _shape_of(value)
+        # The batch axis is free: Keras may build an unbuilt model with the first training
+        # batch's size (jax, torch), and any probe batch size must still fit.
         fits = len(shape) == len(expected_shape) and all(
-            want is None or want == got for want, got in zip(expected_shape, shape)
+            want is None or want == got for want, got in zip(expected_shape[1:], shape[1:])
         )
         if not fits:
             raise ValueError(

@@ -17,8 +17,7 @@ from typing import Any, Iterator, Literal, Mapping
 import keras
 
 from keras_inits._seeds import derive_seed
-from keras_inits.initializers import He, Xavier
-from keras_inits.initializers.base import TRUNCATED_NORMAL_STD
+from keras_inits.initializers import TRUNCATED_NORMAL_STD, He, Xavier
 from keras_inits.model.graph import (
     KERNEL_LAYOUTS,
     FLOAT_DTYPES,

@@ -59,7 +59,7 @@ from typing import Any, Mapping, Sequence, Union
 import keras
 import numpy as np
 
-from keras_inits import _probe, backend
+from keras_inits import _probe, activations, backend
 from keras_inits._probe import LayerSelection
 
 #: Distance to an activation's bound within which a value counts as saturated.
@@ -67,16 +67,6 @@ SATURATION_MARGIN = 0.01
 #: Number of equal-width histogram buckets.
 HISTOGRAM_BUCKETS = 30
 
-#: Activations bounded on both sides or above, by name: (lower, upper); None = unbounded.
-_ACTIVATION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "tanh": (-1.0, 1.0),
-    "softsign": (-1.0, 1.0),
-    "hard_tanh": (-1.0, 1.0),
-    "sigmoid": (0.0, 1.0),
-    "hard_sigmoid": (0.0, 1.0),
-    "sparse_sigmoid": (0.0, 1.0),
-    "relu6": (None, 6.0),
-}
 
 #: Names of the scalar statistics, in the order they are reported.
 ACTIVATION_SCALARS: tuple[str, ...] = (
@@ -211,15 +201,12 @@ def saturation_bounds(layer: keras.layers.Layer) -> tuple[float | None, float | 
     True
     """
     if isinstance(layer, keras.layers.ReLU):
-        max_value = getattr(layer, "max_value", None)
-        if max_value is None:
-            return None
-        return (None, float(max_value))
+        return activations.bounds("relu", max_value=getattr(layer, "max_value", None))
     if isinstance(layer, _probe.LEAF_LAYER_TYPES):
         return None
     function = vars(layer).get("activation")
     name = getattr(function, "__name__", None)
-    return _ACTIVATION_BOUNDS.get(name) if name else None
+    return activations.bounds(name) if isinstance(name, str) else None
 
 
 # --------------------------------------------------------------------------------------

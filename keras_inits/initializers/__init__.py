@@ -8,9 +8,18 @@ registered names are those of 0.1, so ``.keras`` files written by 0.1 still load
   `scaled`: `ScaledRandom`.
 """
 
+from keras_inits.initializers.base import TRUNCATED_NORMAL_STD
 from keras_inits.initializers.scaled import ScaledRandom
 from keras_inits.initializers.sparse import DEFAULT_CONNECTIONS, Sparse
 from keras_inits.initializers.structured import Dirac
 from keras_inits.initializers.variance import He, Xavier
 
-__all__ = ["DEFAULT_CONNECTIONS", "Dirac", "He", "ScaledRandom", "Sparse", "Xavier"]
+__all__ = [
+    "DEFAULT_CONNECTIONS",
+    "TRUNCATED_NORMAL_STD",
+    "Dirac",
+    "He",
+    "ScaledRandom",
+    "Sparse",
+    "Xavier",
+]

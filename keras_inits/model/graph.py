@@ -129,7 +129,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 import keras
 import numpy as np
 
-from keras_inits import backend
+from keras_inits import activations, backend
 from keras_inits.fans import LAYOUTS as KERNEL_LAYOUTS
 from keras_inits.fans import compute_fans
 from keras_inits.gains import gain
@@ -171,15 +171,8 @@ KERNEL_ROLES: frozenset[str] = frozenset(
 #: Roles of the weights ``reinitialize`` re-draws: kernels and embedding tables.
 DRAWN_ROLES: frozenset[str] = KERNEL_ROLES | {"embeddings"}
 
-#: Standalone activation layers.
-ACTIVATION_LAYER_TYPES: tuple[type, ...] = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.PReLU,
-    keras.layers.Softmax,
-)
+#: Standalone activation layers (from the activation registry).
+ACTIVATION_LAYER_TYPES: tuple[type, ...] = activations.ACTIVATION_LAYER_TYPES
 
 #: Layers that re-standardize their input: what follows them sees a unit-variance linear input.
 NORMALIZATION_LAYER_TYPES: tuple[type, ...] = (
@@ -330,41 +323,36 @@ def _merge_layer_output(layer: keras.layers.Layer, path: str, sources: Sequence[
     return _merge(sources)
 
 
-def _builtin_activation(name: str) -> Callable | None:
-    """Keras's activation function of that name, or ``None``."""
-    try:
-        return keras.activations.get(name)
-    except (ValueError, TypeError):
-        return None
-
-
 def own_activation(layer: keras.layers.Layer, path: str) -> FeedingActivation | None:
     """The activation ``layer`` applies to its output, or ``None`` if it applies none.
 
-    Containers are not asked (their output is what their last sub-layer made); recurrent
-    layers give their cell's output activation.
+    What the activation registry says (:func:`keras_inits.activations.layer_activation`:
+    activation layers and the layers that apply their ``activation=`` last); recurrent
+    layers give their cell's output activation. Containers are not asked (their output is
+    what their last sub-layer made).
     """
-    if isinstance(layer, keras.layers.ReLU):
-        defaults = {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}
-        config = layer.get_config()
-        kwargs = {key: config[key] for key, default in defaults.items() if config.get(key) != default}
-        return FeedingActivation("relu", kwargs, path)
-    if isinstance(layer, keras.layers.LeakyReLU):
-        return FeedingActivation("leaky_relu", {"negative_slope": float(layer.negative_slope)}, path)
-    if isinstance(layer, keras.layers.ELU):
-        return FeedingActivation("elu", {"alpha": float(layer.alpha)}, path)
-    if isinstance(layer, keras.layers.PReLU):
-        slope = float(np.mean(backend.current().to_numpy(layer.alpha)))
-        return FeedingActivation("leaky_relu", {"negative_slope": slope}, path)
-    if isinstance(layer, keras.layers.Softmax):
-        return FeedingActivation("softmax", {}, path)
+    if isinstance(layer, LEAF_LAYER_TYPES):
+        return _recurrent_output_activation(layer, path)
+    applied = activations.layer_activation(layer)
+    if applied is None:
+        return None
+    activation, kwargs = applied
+    return FeedingActivation(activation, kwargs, path)
+
+
+def _recurrent_output_activation(layer: keras.layers.Layer, path: str) -> FeedingActivation | None:
+    """The output activation of a recurrent layer's cell (``tanh`` for Keras's cells)."""
     if isinstance(layer, keras.layers.Bidirectional):
         layer = layer.forward_layer
     activation = getattr(layer, "activation", None)
     if not callable(activation) or activation is keras.activations.linear:
         return None
     name = getattr(activation, "__name__", "")
-    if _builtin_activation(name) is activation:
+    try:
+        builtin = keras.activations.get(name)
+    except (ValueError, TypeError):
+        builtin = None
+    if builtin is activation:
         return FeedingActivation(name, {}, path)
     return FeedingActivation(activation, {}, path)
 
