@@ -4,15 +4,15 @@ Importing this package registers every initializer with Keras's serialization, s
 ``keras.models.load_model`` can rebuild models that use them (import it *before* loading).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from keras_inits.fans import compute_fans
 from keras_inits.gains import gain, variance_slope
 from keras_inits.initializers import Dirac, He, ScaledRandom, Sparse, Xavier
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard.callback import ActivationStatistics
-from keras_inits.lsuv import LSUV, LSUVLayerReport, lsuv
-from keras_inits.reinit import reinitialize
+from keras_inits.lsuv import LSUV, LSUVLayerReport, LSUVReport, lsuv
+from keras_inits.reinit import ReinitReport, reinitialize
 
 __all__ = [
     "ActivationStatistics",
@@ -20,7 +20,9 @@ __all__ = [
     "He",
     "LSUV",
     "LSUVLayerReport",
+    "LSUVReport",
     "LayerStatistics",
+    "ReinitReport",
     "ScaledRandom",
     "Sparse",
     "Xavier",

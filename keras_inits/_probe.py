@@ -289,7 +289,7 @@ def _is_linear(function: Any) -> bool:
     return function is None or function is keras.activations.linear
 
 
-def _has_swappable_activation(layer: keras.layers.Layer) -> bool:
+def has_swappable_activation(layer: keras.layers.Layer) -> bool:
     if isinstance(layer, LEAF_LAYER_TYPES):
         return False
     function = vars(layer).get("activation")
@@ -426,7 +426,7 @@ class LayerProbe:
 
         self._undo.append(undo_call)
 
-        if self._pre_activations and _has_swappable_activation(layer):
+        if self._pre_activations and has_swappable_activation(layer):
             original_activation = layer.activation
 
             # Looks like the original (its name gives the bounds the statistics read).

@@ -31,7 +31,7 @@ from keras_inits import backend
 from keras_inits._probe import (
     LayerSelection,
     StateGuard,
-    _has_swappable_activation,
+    has_swappable_activation,
     batch_size,
     check_inputs,
     forward,
@@ -559,7 +559,7 @@ class _RescalingPass:
             if had_own_call
             else (lambda: object.__delattr__(layer, "call"))
         )
-        if not plan.projections and _has_swappable_activation(layer):
+        if not plan.projections and has_swappable_activation(layer):
             original_activation = layer.activation
 
             def recording_activation(inputs: Any, *args: Any, **kwargs: Any) -> Any:

@@ -5,17 +5,28 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import keras
+import ml_dtypes
 import numpy as np
 import torch
 
 
 def to_numpy(value: Any) -> np.ndarray:
-    """A variable or tensor as a NumPy array."""
+    """A variable or tensor as a NumPy array.
+
+    ``tensor.detach().cpu().numpy()``: ``keras.ops.convert_to_numpy`` goes through
+    ``__array__``, which warns under NumPy 2. bfloat16, which NumPy lacks, becomes
+    ``ml_dtypes.bfloat16`` by way of float32 (exact), as Keras converts it.
+    """
     if isinstance(value, np.ndarray):
         return value
-    if isinstance(value, torch.Tensor):
-        value = value.detach()
-    return np.asarray(keras.ops.convert_to_numpy(value))
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if not isinstance(value, torch.Tensor):
+        return np.asarray(keras.ops.convert_to_numpy(value))
+    tensor = value.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)
+    return tensor.numpy()
 
 
 def elementwise_derivative(function: Callable) -> Callable[[np.ndarray], np.ndarray]:
