@@ -290,6 +290,7 @@ def _is_linear(function: Any) -> bool:
 
 
 def has_swappable_activation(layer: keras.layers.Layer) -> bool:
+    """True when the layer applies a non-linear ``activation`` attribute the probe can swap."""
     if isinstance(layer, LEAF_LAYER_TYPES):
         return False
     function = vars(layer).get("activation")

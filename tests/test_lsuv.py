@@ -212,8 +212,6 @@ def test_callback_runs_once_at_train_begin():
         assert abs(entry.pre_std - 1.0) < TOL, (path, entry.pre_std)
 
 
-# ActivationStatistics imports TensorFlow on main until the tb branch lands.
-@pytest.mark.backends("tensorflow")
 def test_callback_runs_once_and_its_result_shows_at_step_zero(tmp_path):
     model = deep_mlp("gelu", depth=6, width=32)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
