@@ -217,7 +217,7 @@ def print_goals(rows: dict) -> None:
 
 def random_projection_loss(projection, outputs):
     """``mean(r * output)``: its gradient at the output is ``r / size``, whatever the output."""
-    return keras.ops.mean(projection * outputs)
+    return keras.ops.mean(keras.ops.multiply(projection, outputs))
 
 
 def gradient_table(args: argparse.Namespace, probe_by_seed: dict[int, np.ndarray]) -> None:
