@@ -519,7 +519,7 @@ def expected_dirac(shape, gain_value):
 
 @given(
     shape=st.sampled_from(PROPERTY_SHAPES),
-    gain_value=st.floats(-3, 3, allow_nan=False, allow_subnormal=False),
+    gain_value=st.floats(-3, 3, allow_nan=False, allow_subnormal=False, width=32),  # no float32 subnormals: XLA flushes them to 0
 )
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
 def test_dirac_structure_property(shape, gain_value):
