@@ -189,3 +189,10 @@ def test_gradient_pass_leaves_weights_batchnorm_and_rng_untouched():
     assert any("seed_generator" in variable.path for variable in model.variables)
     assert any("moving_mean" in variable.path for variable in model.variables)
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_to_numpy_is_a_snapshot_of_a_variable():
+    variable = keras.Variable(np.zeros((2, 3), "float32"))
+    snapshot = backend.current().to_numpy(variable)
+    variable.assign(np.ones((2, 3), "float32"))
+    np.testing.assert_array_equal(snapshot, np.zeros((2, 3), "float32"))

@@ -13,7 +13,8 @@ import torch
 def to_numpy(value: Any) -> np.ndarray:
     """A variable or tensor as a NumPy array.
 
-    ``tensor.detach().cpu().numpy()``: ``keras.ops.convert_to_numpy`` goes through
+    A copy (a snapshot: ``tensor.numpy()`` of a CPU tensor shares its memory, which the
+    optimizer updates in place), made by torch: ``keras.ops.convert_to_numpy`` goes through
     ``__array__``, which warns under NumPy 2. bfloat16, which NumPy lacks, becomes
     ``ml_dtypes.bfloat16`` by way of float32 (exact), as Keras converts it.
     """
@@ -26,7 +27,7 @@ def to_numpy(value: Any) -> np.ndarray:
     tensor = value.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         return tensor.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)
-    return tensor.numpy()
+    return tensor.clone().numpy()
 
 
 def elementwise_derivative(function: Callable) -> Callable[[np.ndarray], np.ndarray]:
