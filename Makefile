@@ -45,7 +45,8 @@ demo: .venv/$(DEMO_BACKEND)/.installed
 
 test: $(addprefix test-,$(TEST_BACKENDS))
 
-test-%: .venv/%/.installed
+# A static pattern rule: make skips implicit-rule search for .PHONY targets.
+$(addprefix test-,$(BACKENDS)): test-%: .venv/%/.installed
 	@echo "=== tests on the $* backend ==="
 	KERAS_BACKEND=$* .venv/$*/bin/python -m pytest -q $(PYTEST_ARGS)
 
