@@ -10,6 +10,7 @@ import pytest
 
 import keras_inits
 from keras_inits import LSUV, ActivationStatistics, activation_statistics, lsuv
+from keras_inits.lsuv import _orthonormal
 from _stats_helpers import read_run, scalar_series
 
 DEPTH = 30
@@ -408,3 +409,14 @@ def test_keras_hub_gpt2_backbone_converges_and_reports_what_it_left_alone():
     reasons = report.skipped.values()
     assert any("no kernel" in reason and "embeddings" in reason for reason in reasons)
     assert any("normalization" in reason for reason in reasons)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (3, 3, 8, 16), (300, 20), (20, 300)])
+def test_orthonormal_pre_init_is_orthonormal_and_seeded(shape):
+    kernel = _orthonormal(shape, 7)
+    flat = kernel.reshape(-1, shape[-1])
+    small = min(flat.shape)
+    gram = flat.T @ flat if flat.shape[0] >= flat.shape[1] else flat @ flat.T
+    np.testing.assert_allclose(gram, np.eye(small), atol=1e-12)
+    np.testing.assert_array_equal(kernel, _orthonormal(shape, 7))
+    assert not np.array_equal(kernel, _orthonormal(shape, 8))
