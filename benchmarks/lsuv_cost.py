@@ -32,24 +32,30 @@ with other jobs, load 4-8, so forward times are noisy but each ratio is taken in
 | EfficientNetB0 | 1246.4 | 125.22 |  100.5 |     1.24  |
 | DenseNet121    | 3033.5 | 612.28 |  201.8 |     1.68  |
 
-(JAX, 0.1: Dense x10 281.6x.) After (one pass that rescales as it goes; load 12-25 on 2
-cores, so forward times swing 2-10x between rows; cost x, by backend):
+(JAX, 0.1: Dense x10 281.6x.) After (one pass that rescales as it goes, the orthonormal
+pre-init drawn and factorized in NumPy; quiet machine, 2 cores; cost x, by backend):
 
 | model          | tensorflow | torch | jax   |
 |----------------|------------|-------|-------|
-| Dense x10      |   8.2      |  6.5  | 406.2 |
-| Dense x20      |   4.9      | 12.0  | 378.2 |
-| Dense x40      |   6.7      | 17.3  | 300.2 |
-| Dense x80      |  36.7      | 14.7  | 236.5 |
-| ResNet50V2     |   4.2      |  2.5  |  58.6 |
-| EfficientNetB0 |   2.5      |  1.4  |  75.2 |
-| DenseNet121    |   5.9      |  1.1  |  79.6 |
+| Dense x10      |   9.4      | 22.5  | 16.7  |
+| Dense x20      |   8.9      | 43.4  | 16.1  |
+| Dense x40      |   9.3      | 27.6  | 17.8  |
+| Dense x80      |   8.7      | 44.3  | 16.2  |
+| ResNet50V2     |   7.8      | 11.9  | 11.3  |
+| EfficientNetB0 |   3.2      |  9.2  |  8.6  |
+| DenseNet121    |   3.2      |  8.4  |  8.0  |
 
-Every row: 1 forward pass, every touched layer converged, 0 restored. On JAX the cost is the
-orthonormal pre-init: eager JAX compiles every op once per new kernel shape and its CPU
-QR/Cholesky are slow (ops.qr of 256x256: 1.1 s against 0.035 s on TensorFlow, measured
-here), so Dense stacks (square 256x256 kernels, QR) pay ~1-4 s per layer. Convergence
-table (TensorFlow): MobileNetV3Small 52/52, ConvNeXtTiny 58/58, VGG16 13/13, ResNet50V2
+(torch and jax ResNet50V2: the current code, float32 CholeskyQR2 for tall kernels; every
+other cell was measured with float64 throughout, which is slower.) Every row: 1 forward pass, every touched layer converged, 0
+restored; lsuv's time grows linearly with depth on every backend (Dense: 0.23, 0.44, 0.84,
+1.72 s on tensorflow for 10, 20, 40, 80 layers). The 10x goal is met on tensorflow, missed
+on ResNet50V2 on torch and jax (about 11-12x): there each of its 53 layers costs an
+orthonormal pre-init of about 37 ms (NumPy BLAS), one re-run and two measurements; torch's
+tiny Dense forward passes (12-60 ms) make its Dense ratios noisy. Before the NumPy
+pre-init, jax paid 46-58x on ResNet50V2: eager JAX compiled `keras.random.normal` and the QR
+once per kernel shape (83% of lsuv's time).
+
+Convergence table (TensorFlow): MobileNetV3Small 52/52, ConvNeXtTiny 58/58, VGG16 13/13, ResNet50V2
 53/53, EfficientNetB0 81/81, DenseNet121 120/120, BertBackbone 13/13, GPT2Backbone 12/12,
 LSTM 2/2, GRU 2/2, Bidirectional 2/2, SeparableConv2D 2/2, DepthwiseConv2D 3/3,
 Conv2DTranspose 2/2, Conv3D 2/2, EinsumDense 2/2 converged, 0 restored, output finite;

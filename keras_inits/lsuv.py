@@ -50,8 +50,11 @@ PRE_STD = "pre_std"
 #: ``LSUVLayerReport.statistic`` of a recurrent layer: the std of ``x @ kernel``.
 INPUT_PROJECTION_STD = "input_projection_std"
 #: Passes of CholeskyQR in the orthonormal pre-init: the second brings orthogonality to
-#: float64 precision.
+#: working precision.
 CHOLESKY_QR_PASSES = 2
+#: From this aspect ratio (tall / short side) a Gaussian matrix is orthonormalized in float32
+#: (its condition number is then below ~6, Marchenko-Pastur); nearer square, in float64.
+CHOLESKY_QR_FLOAT32_ASPECT = 2
 
 
 _POINTWISE_KERNEL = "pointwise_kernel"
@@ -449,16 +452,19 @@ def _orthonormal(shape: tuple[int, ...], seed: int | None) -> np.ndarray:
 
     A Gaussian ``(tall, short)`` matrix for the kernel flattened to
     ``(prod(shape[:-1]), shape[-1])``, from ``numpy.random.default_rng(seed)``, and the Q of its
-    QR decomposition with R's diagonal positive (Haar-distributed), computed in float64 by
-    CholeskyQR2 (two passes of ``R = chol(A^T A)``, ``A <- A R^-1``: matrix products, which BLAS
-    runs fast; orthogonal to 1e-15), LAPACK's QR if a Cholesky fails. Not the backend's eager
+    QR decomposition with R's diagonal positive (Haar-distributed), computed by CholeskyQR2
+    (two passes of ``R = chol(A^T A)``, ``A <- A R^-1``: matrix products, which BLAS runs fast),
+    in float32 for tall matrices and in float64 for near-square ones (orthogonal to working
+    precision), LAPACK's QR if a Cholesky fails. Not the backend's eager
     ops: eager JAX compiles ``keras.random.normal`` and ``ops.qr`` once per kernel shape, which
     made the pre-init 83% of lsuv's time on ResNet50V2 (22.8 of 27.5 s). The same seed gives
-    the same kernels on every backend. Returns float64 NumPy: ``variable.assign`` casts it.
+    the same kernels on every backend. Returns NumPy: ``variable.assign`` casts it.
     """
     rows = math.prod(shape[:-1])
     cols = shape[-1]
-    matrix = np.random.default_rng(seed).standard_normal((max(rows, cols), min(rows, cols)))
+    tall, short = max(rows, cols), min(rows, cols)
+    precision = np.float32 if tall >= CHOLESKY_QR_FLOAT32_ASPECT * short else np.float64
+    matrix = np.random.default_rng(seed).standard_normal((tall, short), dtype=precision)
     try:
         for _ in range(CHOLESKY_QR_PASSES):
             lower = np.linalg.cholesky(matrix.T @ matrix)
