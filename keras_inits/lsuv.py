@@ -126,8 +126,9 @@ def lsuv(
     Mishkin & Matas (2015), "All you need is a good init". In ONE forward pass of the model
     on ``x`` (inference mode), each layer with a kernel, when the data reaches it:
 
-    1. with ``orthogonal=True``, has its kernels replaced by orthonormal ones
-       (``keras.initializers.Orthogonal``, conv kernels flattened to
+    1. with ``orthogonal=True``, has its kernels replaced by orthonormal ones (the law of
+       ``keras.initializers.Orthogonal``, drawn and factorized in NumPy, so a seed gives the
+       same kernels on every backend; conv kernels flattened to
        ``(prod(shape[:-1]), shape[-1])``; seeds derived from ``(seed, layer index)``);
     2. measures ``pre_std``, the std of its output *before* its own fused activation (the
        statistic of that name in :func:`keras_inits.activation_statistics`: a
