@@ -32,28 +32,23 @@ with other jobs, load 4-8, so forward times are noisy but each ratio is taken in
 | EfficientNetB0 | 1246.4 | 125.22 |  100.5 |     1.24  |
 | DenseNet121    | 3033.5 | 612.28 |  201.8 |     1.68  |
 
-(JAX, 0.1: Dense x10 281.6x.) After (one pass that rescales as it goes, the orthonormal
-pre-init drawn and factorized in NumPy; quiet machine, 2 cores; cost x, by backend):
+(JAX, 0.1: Dense x10 281.6x.) After (one pass that rescales as it goes; the orthonormal
+pre-init and the rescaling in NumPy; on torch the pass runs under `no_grad`; quiet machine,
+2 cores; cost x, by backend):
 
 | model          | tensorflow | torch | jax   |
 |----------------|------------|-------|-------|
-| Dense x10      |   9.4      | 22.5  | 16.7  |
-| Dense x20      |   8.9      | 43.4  | 16.1  |
-| Dense x40      |   9.3      | 27.6  | 17.8  |
-| Dense x80      |   8.7      | 44.3  | 16.2  |
-| ResNet50V2     |   7.8      | 11.9  | 11.3  |
-| EfficientNetB0 |   3.2      |  9.2  |  8.6  |
-| DenseNet121    |   3.2      |  8.4  |  8.0  |
+| ResNet50V2     |   7.4      |  9.6  |  7.9  |
+| EfficientNetB0 |   2.6      |  6.3  |  3.1  |
+| DenseNet121    |   2.6      |  7.5  |  3.9  |
 
-(torch and jax ResNet50V2: the current code, float32 CholeskyQR2 for tall kernels; every
-other cell was measured with float64 throughout, which is slower.) Every row: 1 forward pass, every touched layer converged, 0
-restored; lsuv's time grows linearly with depth on every backend (Dense: 0.23, 0.44, 0.84,
-1.72 s on tensorflow for 10, 20, 40, 80 layers). The 10x goal is met on tensorflow, missed
-on ResNet50V2 on torch and jax (about 11-12x): there each of its 53 layers costs an
-orthonormal pre-init of about 37 ms (NumPy BLAS), one re-run and two measurements; torch's
-tiny Dense forward passes (12-60 ms) make its Dense ratios noisy. Before the NumPy
-pre-init, jax paid 46-58x on ResNet50V2: eager JAX compiled `keras.random.normal` and the QR
-once per kernel shape (83% of lsuv's time).
+Dense stacks (before the NumPy rescaling; quiet machine): tensorflow 9.4, 8.9, 9.3, 8.7x and
+jax 16.7, 16.1, 17.8, 16.2x at depth 10, 20, 40, 80 (torch 22-44x: its Dense forward passes
+take 12-60 ms, too short to time reliably): lsuv's time grows linearly with depth (0.23,
+0.44, 0.84, 1.72 s on tensorflow). Every row: 1 forward pass, every touched layer converged,
+0 restored. Before the NumPy pre-init and rescaling, jax paid 46-58x on ResNet50V2: eager
+JAX compiled `keras.random.normal`, the QR and the multiply once per kernel shape (the
+pre-init alone was 83% of lsuv's time).
 
 Convergence table (TensorFlow): MobileNetV3Small 52/52, ConvNeXtTiny 58/58, VGG16 13/13, ResNet50V2
 53/53, EfficientNetB0 81/81, DenseNet121 120/120, BertBackbone 13/13, GPT2Backbone 12/12,

@@ -239,7 +239,7 @@ def lsuv(
 
     walk = _RescalingPass(candidates, float(target_std), float(tol), int(max_iter), orthogonal, seed)
     try:
-        with StateGuard(model), walk:
+        with StateGuard(model), backend.current().without_gradients(), walk:
             outputs = forward(model, x, training=False)
         forward_passes += 1
         _check_finite_output(outputs)
@@ -479,8 +479,10 @@ def _orthonormal(shape: tuple[int, ...], seed: int | None) -> np.ndarray:
 
 
 def _scale(variables: tuple[Any, ...], factor: float) -> None:
+    """``W <- W * factor``, in NumPy: eager JAX would compile a multiply per kernel shape."""
     for variable in variables:
-        variable.assign(variable * keras.ops.cast(factor, variable.dtype))
+        values = backend.current().to_numpy(variable)
+        variable.assign(values * np.asarray(factor, dtype=values.dtype))
 
 
 class _RescalingPass:
