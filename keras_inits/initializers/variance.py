@@ -26,8 +26,17 @@ from keras_inits.initializers.base import (
 __all__ = ["He", "Xavier"]
 
 
+class _VarianceScaling(ActivationInitializer):
+    """What He and Xavier share: a config saved by 0.1 keeps the law it was saved with."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        """Rebuilds the initializer; a 0.1 config keeps its law (see `upgrade_0_1_config`)."""
+        return cls(**upgrade_0_1_config(config))
+
+
 @keras.saving.register_keras_serializable(package="keras_inits")
-class He(ActivationInitializer):
+class He(_VarianceScaling):
     """He initializer for any element-wise activation.
 
     Draws zero-mean weights whose variance keeps the pre-activation variance in the forward
@@ -124,11 +133,6 @@ class He(ActivationInitializer):
         variance = self.gain**2 / fan
         return draw(self.distribution, shape, variance, dtype, self._seed_for_call())
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]):
-        """Rebuilds the initializer; a 0.1 config keeps its law (see `upgrade_0_1_config`)."""
-        return cls(**upgrade_0_1_config(config))
-
     def get_config(self) -> dict[str, Any]:
         return {
             **self._activation_config(),
@@ -140,7 +144,7 @@ class He(ActivationInitializer):
 
 
 @keras.saving.register_keras_serializable(package="keras_inits")
-class Xavier(ActivationInitializer):
+class Xavier(_VarianceScaling):
     """Xavier (Glorot) initializer for any element-wise activation.
 
     Glorot's compromise between the forward and backward conditions, weighted by the
@@ -208,11 +212,6 @@ class Xavier(ActivationInitializer):
         fan_in, fan_out = compute_fans(shape, self.layout)
         variance = 2.0 / (fan_in / self.forward_gain**2 + fan_out / self.backward_gain**2)
         return draw(self.distribution, shape, variance, dtype, self._seed_for_call())
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]):
-        """Rebuilds the initializer; a 0.1 config keeps its law (see `upgrade_0_1_config`)."""
-        return cls(**upgrade_0_1_config(config))
 
     def get_config(self) -> dict[str, Any]:
         return {
