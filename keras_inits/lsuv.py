@@ -145,6 +145,14 @@ def lsuv(
 
     Cost: one forward pass plus the single-layer re-runs, whatever the depth.
 
+    Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
+    ``jax.distributed``, ``torch.distributed``) every worker runs ``lsuv`` (call it on every
+    worker, with the same model), and at the end every kernel it changed is broadcast from
+    the chief (``keras_inits.backend.current().broadcast_from_chief``): every worker ends with
+    the chief's weights bit for bit, with ``seed=None`` and when the workers' batches ``x``
+    differ. The report is each worker's own measurement; the chief's describes the weights
+    all of them hold.
+
     What is scaled:
 
     * ``Dense``, ``Conv1D/2D/3D``, ``Conv*Transpose``, ``DepthwiseConv*``, ``EinsumDense``
@@ -196,7 +204,8 @@ def lsuv(
             ``activation_statistics``). Layers without a kernel are listed as skipped.
         seed: Seed of the orthonormal pre-init (each kernel gets an independent stream
             derived from ``(seed, layer index)``); the same seed gives the same weights.
-            ``None`` draws fresh ones.
+            ``None`` draws fresh ones (under a multi-worker strategy, the chief's, which
+            every worker receives).
 
     Returns:
         An :class:`LSUVReport`: a dict from layer path to :class:`LSUVLayerReport`, shallow
@@ -268,6 +277,8 @@ def lsuv(
             f"call: {details}.",
             stacklevel=2,
         )
+    changed = [variable for kernels, _ in walk._originals.values() for variable in kernels]
+    backend.current().broadcast_from_chief(changed)
     return LSUVReport(walk.reports, skipped, forward_passes)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 import keras
 
+from keras_inits import backend
 from keras_inits._seeds import derive_seed
 from keras_inits.initializers import TRUNCATED_NORMAL_STD, He, Xavier
 from keras_inits.model.graph import (
@@ -181,6 +182,12 @@ def reinitialize(
     Kept as built, and listed in ``skipped`` with the reason: biases, normalization
     ``gamma``/``beta``, moving statistics and other non-kernel weights, non-float variables.
 
+    Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
+    ``jax.distributed``, ``torch.distributed``) call it on every worker: at the end every
+    weight it drew is broadcast from the chief, so every worker holds the chief's draws bit
+    for bit, seeded or not (an ``assign`` after the build otherwise stays local, and
+    ``seed=None`` draws differ from worker to worker).
+
     Examples:
 
     >>> model = keras.Sequential([
@@ -203,7 +210,8 @@ def reinitialize(
         mode: He's ``"fan_in"`` (forward variance) or ``"fan_out"`` (backward variance).
             Ignored by Xavier, which balances both.
         seed: An int makes the result reproducible (each weight gets its own independent
-            stream derived from ``(seed, weight index)``); ``None`` draws fresh values.
+            stream derived from ``(seed, weight index)``); ``None`` draws fresh values
+            (under a multi-worker strategy, the chief's, which every worker receives).
         x: A batch of typical inputs for the trace of the model graph. Its root mean square
             where it reaches the first kernels (after the model's weightless preprocessing)
             is divided out, so that the first pre-activations have unit variance (images in
@@ -264,6 +272,7 @@ def reinitialize(
         entry, values = _draw(node, weight, method, mode, derive_seed(seed, index))
         weight.variable.assign(values)
         drawn[weight.path] = entry
+    backend.current().broadcast_from_chief([weight.variable for _, weight in planned])
     return ReinitReport(drawn=drawn, skipped=skipped, graph=graph)
 
 

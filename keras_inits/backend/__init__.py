@@ -14,7 +14,13 @@ same functions:
 * ``fast_dense_draw(law, shape, scale, work_dtype, seed)``: an optional faster draw of the
   very values the generic ``keras.random`` path gives (``None``: use the generic path);
 * ``to_numpy(value)``: a variable or tensor as a NumPy array, without the warnings that
-  ``keras.ops.convert_to_numpy`` or ``variable.numpy()`` raise on some backends.
+  ``keras.ops.convert_to_numpy`` or ``variable.numpy()`` raise on some backends;
+* ``is_chief()``: whether this process is the chief of a multi-worker run (the one that
+  writes files): TensorFlow's chief (task ``"chief"``, else worker 0), JAX's process 0,
+  torch's rank 0; ``True`` in a single-process run;
+* ``broadcast_from_chief(variables)``: after a change made on every worker (lsuv,
+  reinitialize), every worker gets the chief's values, bit for bit (a no-op in a
+  single-process run). Every worker must call it, with the same variables in the same order.
 
 :func:`current` returns the module of the active Keras backend, imported on first use, so
 importing keras_inits never imports a framework that Keras does not use.

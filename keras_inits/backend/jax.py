@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
+from jax.experimental import multihost_utils
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -108,3 +109,38 @@ def loss_gradients(
 def float64_available() -> bool:
     """Whether JAX can hold float64 values: only with its 64-bit mode (``jax_enable_x64``) on."""
     return bool(jax.config.read("jax_enable_x64"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-process runs (jax.distributed).
+# ----------------------------------------------------------------------------------------------
+
+#: ``broadcast_one_to_all`` sums the source's values with zeros from every other process; as
+#: unsigned integers of the values' width (a 64-bit value as two 32-bit words, which JAX
+#: keeps without x64) that sum is exact, bits included (-0.0, NaN payloads).
+_UNSIGNED_BY_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint32}
+
+
+def is_chief() -> bool:
+    """Whether this is process 0 of a ``jax.distributed`` run (``True`` single-process)."""
+    return jax.process_index() == 0
+
+
+def broadcast_from_chief(variables: Sequence[Any]) -> None:
+    """Give every process of a ``jax.distributed`` run process 0's values, bit for bit.
+
+    ``jax.experimental.multihost_utils.broadcast_one_to_all`` of the values' bits (as
+    unsigned integers), then an ``assign`` on every process. Every process must call it with
+    the same variables in the same order. A no-op when ``jax.process_count() == 1``.
+
+    Args:
+        variables: The Keras variables to make identical on every process.
+    """
+    if jax.process_count() < 2 or not variables:
+        return
+    values = [np.ascontiguousarray(to_numpy(variable)) for variable in variables]
+    bits = [value.view(_UNSIGNED_BY_WIDTH[value.dtype.itemsize]) for value in values]
+    received = multihost_utils.broadcast_one_to_all(bits)
+    for variable, value, word in zip(variables, values, received):
+        restored = np.ascontiguousarray(np.asarray(word)).view(value.dtype).reshape(value.shape)
+        variable.assign(restored)

@@ -191,3 +191,137 @@ def fast_dense_draw(law: str, shape, scale: float, work_dtype: str, seed):
 def float64_available() -> bool:
     """TensorFlow always has float64 tensors."""
     return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-worker runs (tf.distribute.MultiWorkerMirroredStrategy).
+#
+# TensorFlow broadcasts a variable's *initial* value to every worker, but an `assign` made
+# after the build (lsuv, reinitialize) stays on the worker that made it. The broadcast below
+# is an all-reduce SUM of "the value on the chief, zeros elsewhere", summed as integers
+# (the values' bits), so every worker receives the chief's values bit for bit (-0.0 and NaN
+# payloads included, which a float sum with zeros would not keep).
+# ----------------------------------------------------------------------------------------------
+
+_CHIEF_JOB = "chief"
+_WORKER_JOB = "worker"
+_EVALUATOR_JOB = "evaluator"
+#: The all-reduce sums 32-bit words: a 16- or 8-bit value is widened to one, a 64-bit value
+#: is two.
+_WORD_BYTES = 4
+
+
+def _resolver_is_chief(resolver: Any) -> bool:
+    """TensorFlow's rule (``multi_worker_util.is_chief``) on a cluster resolver.
+
+    The task of type ``"chief"`` is the chief; a cluster without one has worker 0 as its
+    chief; an ``"evaluator"`` is a chief of its own (it is not part of the training
+    cluster). A process that is not part of any cluster is the chief.
+    """
+    task_type = resolver.task_type
+    if not task_type:
+        return True
+    if task_type in (_CHIEF_JOB, _EVALUATOR_JOB):
+        return True
+    jobs = resolver.cluster_spec().jobs
+    return task_type == _WORKER_JOB and int(resolver.task_id) == 0 and _CHIEF_JOB not in jobs
+
+
+def _training_workers(resolver: Any) -> int:
+    """How many processes train together: the chief and the workers of the cluster."""
+    cluster = resolver.cluster_spec()
+    return sum(cluster.num_tasks(job) for job in (_CHIEF_JOB, _WORKER_JOB) if job in cluster.jobs)
+
+
+def is_chief() -> bool:
+    """Whether this process is the chief of a multi-worker run (the one that writes files).
+
+    The cluster is the current strategy's (``strategy.cluster_resolver``) inside a
+    ``strategy.scope()``; outside one (``fit`` runs its callbacks outside it) it is read from
+    ``TF_CONFIG``, as ``tf.distribute.MultiWorkerMirroredStrategy`` reads it by default. The
+    chief is the task of type ``"chief"``, or worker 0 when the cluster has no chief, as
+    TensorFlow decides it. ``True`` without a multi-worker cluster.
+
+    Returns:
+        ``True`` on the chief and in a single-process run, ``False`` on the other workers.
+    """
+    if tf.distribute.has_strategy():
+        resolver = tf.distribute.get_strategy().cluster_resolver
+    else:
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return resolver is None or _resolver_is_chief(resolver)
+
+
+def _strategy_of(variables: Sequence[Any]) -> Any:
+    """The strategy the variables are mirrored by (built in its scope), else the current one."""
+    for variable in variables:
+        value = getattr(variable, "value", variable)
+        if isinstance(value, tf.distribute.DistributedValues):
+            return value.distribute_strategy
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    return None
+
+
+def _to_words(value: Any) -> Any:
+    """The bits of ``value`` as a flat int32 tensor (32-bit words; narrower values widened)."""
+    if value.dtype == tf.bool:
+        words = tf.cast(value, tf.int32)
+    elif value.dtype.size == 1:
+        words = tf.cast(tf.bitcast(value, tf.uint8), tf.int32)
+    elif value.dtype.size == 2:
+        words = tf.cast(tf.bitcast(value, tf.int16), tf.int32)
+    else:
+        words = tf.bitcast(value, tf.int32)
+    return tf.reshape(words, [-1])
+
+
+def _from_words(words: Any, dtype: Any, shape: Any) -> Any:
+    """The inverse of :func:`_to_words`: a tensor of ``dtype`` and ``shape`` from its words."""
+    if dtype == tf.bool:
+        return tf.reshape(tf.cast(words, tf.bool), shape)
+    if dtype.size == 1:
+        return tf.reshape(tf.bitcast(tf.cast(words, tf.uint8), dtype), shape)
+    if dtype.size == 2:
+        return tf.reshape(tf.bitcast(tf.cast(words, tf.int16), dtype), shape)
+    if dtype.size == _WORD_BYTES:
+        return tf.reshape(tf.bitcast(words, dtype), shape)
+    words_per_value = dtype.size // _WORD_BYTES
+    return tf.bitcast(tf.reshape(words, list(shape) + [words_per_value]), dtype)
+
+
+def broadcast_from_chief(variables: Sequence[Any]) -> None:
+    """Give every worker of a multi-worker run the chief's values of ``variables``, bit for bit.
+
+    Under ``tf.distribute.MultiWorkerMirroredStrategy`` an ``assign`` after the build stays
+    local. This sums, across the workers, the chief's values and zeros from every other
+    worker (one collective all-reduce of their bits as int32 words: exact), and assigns the
+    sum everywhere. Every worker must call it, with the same variables in the same order
+    (a collective waits for all of them). It runs eagerly, inside or outside
+    ``strategy.scope()`` (the strategy is the one the variables were built under, else the
+    current one). A no-op without a multi-worker strategy or with one worker.
+
+    Args:
+        variables: The variables (Keras or TensorFlow) to make identical on every worker.
+    """
+    variables = list(variables)
+    strategy = _strategy_of(variables) if variables else None
+    resolver = None if strategy is None else strategy.cluster_resolver
+    if resolver is None or _training_workers(resolver) < 2:
+        return
+    values = [tf.convert_to_tensor(getattr(variable, "value", variable)) for variable in variables]
+    words = [_to_words(value) for value in values]
+    flat = tf.concat(words, axis=0)
+    # Only the chief's first local replica contributes its values; every other replica adds 0.
+    contributes = [_resolver_is_chief(resolver)]
+
+    def local_part(context: tf.distribute.experimental.ValueContext) -> Any:
+        part = flat if contributes[0] else tf.zeros_like(flat)
+        contributes[0] = False
+        return part
+
+    parts = strategy.experimental_distribute_values_from_function(local_part)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, parts, axis=None)
+    received = tf.split(total, [int(word.shape[0]) for word in words])
+    for variable, value, word in zip(variables, values, received):
+        variable.assign(_from_words(word, value.dtype, value.shape))

@@ -109,3 +109,46 @@ def loss_gradients(
 def float64_available() -> bool:
     """PyTorch always has float64 tensors."""
     return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-process runs (torch.distributed).
+# ----------------------------------------------------------------------------------------------
+
+#: The rank whose values every process receives.
+CHIEF_RANK = 0
+
+
+def _distributed() -> bool:
+    """Whether a ``torch.distributed`` process group of more than one process is set up."""
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
+def is_chief() -> bool:
+    """Whether this is rank 0 of a ``torch.distributed`` run (``True`` without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return True
+    return torch.distributed.get_rank() == CHIEF_RANK
+
+
+def broadcast_from_chief(variables: Sequence[Any]) -> None:
+    """Give every process of a ``torch.distributed`` run rank 0's values, bit for bit.
+
+    ``torch.distributed.broadcast(tensor, src=0)`` of each value (a copy of the bytes), then
+    an ``assign`` on every process. Every process must call it with the same variables in
+    the same order. A no-op without a process group of more than one process.
+
+    Args:
+        variables: The Keras variables to make identical on every process.
+    """
+    if not _distributed():
+        return
+    for variable in variables:
+        value = variable.value if isinstance(variable, keras.Variable) else variable
+        tensor = value.detach().clone().contiguous()
+        torch.distributed.broadcast(tensor, src=CHIEF_RANK)
+        variable.assign(tensor)

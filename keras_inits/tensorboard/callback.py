@@ -108,6 +108,16 @@ def _symbolic_batch(x: Any) -> Any:
     )
 
 
+class _NoEventFile:
+    """The writer of a worker that is not the chief of a multi-worker run: it opens no file."""
+
+    def flush(self) -> None:
+        """Nothing is queued on this worker."""
+
+    def close(self) -> None:
+        """No file is open on this worker."""
+
+
 class ActivationStatistics(keras.callbacks.Callback):
     """Writes per-layer activation statistics of a probe batch to TensorBoard.
 
@@ -142,6 +152,12 @@ class ActivationStatistics(keras.callbacks.Callback):
     RNG state, and a run with the callback ends with the same weights as one without.
     A failed write later in training (full disk...) is reported with a warning and training
     goes on; non-finite activations are counted (``nonfinite_count``) and logged.
+
+    Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
+    ``jax.distributed``, ``torch.distributed``) every worker measures the same steps (their
+    collective ops stay in step), and only the chief (TensorFlow's ``"chief"`` task, else
+    worker 0; process or rank 0) opens an event file and writes: the other workers create no
+    directory and no file, whatever ``log_dir`` they are given.
 
     Args:
         log_dir: TensorBoard log directory; the run directory is ``<log_dir>/activations``.
@@ -292,8 +308,11 @@ class ActivationStatistics(keras.callbacks.Callback):
         if not self.model.built:
             self._build_model()
         self._selected = _probe.select_layers(self.model, self.layers)
+        # Under a multi-worker strategy every worker measures the same steps (a probe pass on
+        # one worker only would put TensorFlow's collectives out of step); only the chief writes.
+        self._chief = backend.current().is_chief()
         if self._writer is None:
-            self._writer = SummaryWriter(self.run_dir)
+            self._writer = SummaryWriter(self.run_dir) if self._chief else _NoEventFile()
 
     def _build_model(self) -> None:
         try:
@@ -359,6 +378,9 @@ class ActivationStatistics(keras.callbacks.Callback):
     def _write(self, step: int, statistics: dict[str, LayerStatistics], *, image: bool) -> None:
         self.last_statistics = statistics
         self._log_nonfinite(step, statistics)
+        if not self._chief:  # measured in step with the chief, which writes it
+            self._last_written_step = step
+            return
         try:
             rendered = None
             if image and self.images:
