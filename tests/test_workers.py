@@ -30,8 +30,11 @@ WORKERS = 2
 WORKER_TIMEOUT = 240
 #: Steps of ``fit(x[64], batch_size=16, epochs=2)`` with ``update_freq="epoch"``.
 EXPECTED_STEPS = [0, 4, 8]
-#: Stages after which every worker must hold the same weights, bit for bit.
-BROADCAST_STAGES = ("lsuv", "reinitialize", "before_fit")
+#: Stages after which every worker must hold the same weights, bit for bit. "fit" starts
+#: with lsuv from its callback (broadcast), and the training steps are deterministic: under
+#: MultiWorkerMirroredStrategy they all-reduce the gradients, elsewhere every process trains
+#: on the same unshuffled data.
+BROADCAST_STAGES = ("lsuv", "reinitialize", "reinitialize_in_scope", "fit")
 #: The same operations with the broadcast switched off: the workers' weights differ.
 LOCAL_STAGES = ("lsuv_local", "reinitialize_local")
 
@@ -138,14 +141,18 @@ WORKER_SCRIPT = textwrap.dedent(
     stages["reinitialize_local"] = weights_of(model)
     seam.broadcast_from_chief = broadcast_from_chief
 
-    keras_inits.reinitialize(model, "he", seed=None)
-    stages["before_fit"] = weights_of(model)
+    with scope():
+        keras_inits.reinitialize(model, "he", seed=None)
+        chief_in_scope = seam.is_chief()
+    stages["reinitialize_in_scope"] = weights_of(model)
 
     x, y = batch(64)
     callback = keras_inits.ActivationStatistics(
         os.path.join(out_dir, f"logs_{rank}"), x[:32], images=False
     )
-    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
+    # lsuv once more, from its callback inside fit, on each worker's own batch.
+    callbacks = [keras_inits.LSUV(x_local), callback]
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=callbacks, verbose=0)
     callback.close()
     stages["fit"] = weights_of(model)
 
@@ -157,6 +164,7 @@ WORKER_SCRIPT = textwrap.dedent(
     np.savez(os.path.join(out_dir, f"weights_{rank}.npz"), **arrays)
     facts = {
         "chief": seam.is_chief(),
+        "chief_in_scope": chief_in_scope,
         "iterations": int(seam.to_numpy(model.optimizer.iterations)),
         "last_std": {path: float(s.std) for path, s in callback.last_statistics.items()},
     }
@@ -233,8 +241,9 @@ def bitwise_equal(first, second):
     ) and len(first) == len(second)
 
 
-def check_workers(tmp_path, weights, facts, stages):
-    for stage in stages:
+def check_workers(tmp_path, weights, facts):
+    """What every backend's 2-worker run must show (see :data:`WORKER_SCRIPT`)."""
+    for stage in BROADCAST_STAGES:
         assert bitwise_equal(stage_weights(weights[0], stage), stage_weights(weights[1], stage)), (
             f"the workers' weights differ after {stage}"
         )
@@ -243,34 +252,34 @@ def check_workers(tmp_path, weights, facts, stages):
             f"without the broadcast the workers' weights should differ after {stage}"
         )
     assert [fact["chief"] for fact in facts] == [True, False]
+    assert [fact["chief_in_scope"] for fact in facts] == [True, False]
     assert [fact["iterations"] for fact in facts] == [EXPECTED_STEPS[-1]] * WORKERS
     run = read_run(tmp_path / "logs_0" / "activations")
     assert [step for step, _ in run["activations/dense_0/std"]] == EXPECTED_STEPS
     assert not (tmp_path / "logs_1").exists(), "a worker that is not the chief wrote files"
-    # The other worker measured the same layers (it ran every probe pass, wrote none).
-    assert sorted(facts[1]["last_std"]) == sorted(facts[0]["last_std"])
+    # The other worker measured the last step too (it runs every probe pass, writes none),
+    # with the same weights: the same statistics, which the chief wrote.
+    assert facts[1]["last_std"] == facts[0]["last_std"]
+    written = run["activations/dense_0/std"][-1][1]
+    assert float(written) == pytest.approx(facts[0]["last_std"]["dense_0"], rel=1e-6)
 
 
 @pytest.mark.backends("tensorflow")
 def test_multi_worker_mirrored_strategy_two_workers(tmp_path):
     weights, facts = run_workers(tmp_path, "tensorflow", port_count=WORKERS)
-    # fit all-reduces the gradients: identical weights stay identical through training.
-    check_workers(tmp_path, weights, facts, BROADCAST_STAGES + ("fit",))
-    assert facts[1]["last_std"] == facts[0]["last_std"]
-    final_std = read_run(tmp_path / "logs_0" / "activations")["activations/dense_0/std"][-1][1]
-    assert float(final_std) == pytest.approx(facts[0]["last_std"]["dense_0"], rel=1e-6)
+    check_workers(tmp_path, weights, facts)
 
 
 @pytest.mark.backends("jax")
 def test_jax_distributed_two_processes(tmp_path):
     weights, facts = run_workers(tmp_path, "jax", port_count=1)
-    check_workers(tmp_path, weights, facts, BROADCAST_STAGES)
+    check_workers(tmp_path, weights, facts)
 
 
 @pytest.mark.backends("torch")
 def test_torch_distributed_two_processes(tmp_path):
     weights, facts = run_workers(tmp_path, "torch", port_count=1)
-    check_workers(tmp_path, weights, facts, BROADCAST_STAGES)
+    check_workers(tmp_path, weights, facts)
 
 
 # --------------------------------------------------------------------------------------
@@ -285,9 +294,33 @@ def test_single_process_is_chief():
 def test_single_process_broadcast_leaves_values_bit_for_bit():
     values = np.array([[1.5, -0.0], [np.nan, -3.25e-30]], dtype="float32")
     variable = keras.Variable(values, dtype="float32")
-    counter = keras.Variable(np.array([7, -2], dtype="int32"), dtype="int32")
+    counter = keras.Variable(np.array([7, -2], dtype="int32"), dtype="int32", trainable=False)
     backend.current().broadcast_from_chief([variable, counter])
     backend.current().broadcast_from_chief([])
     read = backend.current().to_numpy
     assert read(variable).tobytes() == values.tobytes()
     assert read(counter).tolist() == [7, -2]
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64", "int8", "uint8", "int64", "bool"])
+def test_tensorflow_words_round_trip_bit_for_bit(dtype):
+    """The all-reduce carries 32-bit words: every dtype comes back with its exact bits."""
+    import tensorflow as tf
+
+    from keras_inits.backend import tensorflow as tf_backend
+
+    rng = np.random.default_rng(0)
+    if dtype == "bool":
+        values = tf.constant(rng.random((3, 5)) < 0.5)
+    elif dtype in ("int8", "uint8", "int64"):
+        info = np.iinfo(dtype)
+        values = tf.constant(rng.integers(info.min, info.max, size=(3, 5), dtype=dtype, endpoint=True))
+    else:
+        special = np.array([-0.0, np.nan, -np.inf, 1e-3], dtype="float64")
+        values = tf.cast(tf.constant(np.concatenate([special, rng.normal(size=11)]).reshape(3, 5)), dtype)
+    words = tf_backend._to_words(values)
+    assert words.dtype == tf.int32 and len(words.shape) == 1
+    restored = tf_backend._from_words(words, values.dtype, values.shape)
+    assert restored.dtype == values.dtype and restored.shape == values.shape
+    assert backend.current().to_numpy(restored).tobytes() == backend.current().to_numpy(values).tobytes()
