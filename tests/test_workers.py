@@ -235,22 +235,22 @@ def stage_weights(weights, stage):
 
 def bitwise_equal(first, second):
     """Same dtypes, shapes and bytes (``-0.0 != 0.0`` here, and a NaN equals itself)."""
+    if len(first) != len(second):
+        return False
     return all(
         a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
         for a, b in zip(first, second)
-    ) and len(first) == len(second)
+    )
 
 
 def check_workers(tmp_path, weights, facts):
     """What every backend's 2-worker run must show (see :data:`WORKER_SCRIPT`)."""
     for stage in BROADCAST_STAGES:
-        assert bitwise_equal(stage_weights(weights[0], stage), stage_weights(weights[1], stage)), (
-            f"the workers' weights differ after {stage}"
-        )
+        first, second = (stage_weights(dump, stage) for dump in weights)
+        assert bitwise_equal(first, second), f"the workers' weights differ after {stage}"
     for stage in LOCAL_STAGES:
-        assert not bitwise_equal(stage_weights(weights[0], stage), stage_weights(weights[1], stage)), (
-            f"without the broadcast the workers' weights should differ after {stage}"
-        )
+        first, second = (stage_weights(dump, stage) for dump in weights)
+        assert not bitwise_equal(first, second), f"without the broadcast they differ: {stage}"
     assert [fact["chief"] for fact in facts] == [True, False]
     assert [fact["chief_in_scope"] for fact in facts] == [True, False]
     assert [fact["iterations"] for fact in facts] == [EXPECTED_STEPS[-1]] * WORKERS
@@ -302,8 +302,11 @@ def test_single_process_broadcast_leaves_values_bit_for_bit():
     assert read(counter).tolist() == [7, -2]
 
 
+ROUND_TRIP_DTYPES = ["float16", "bfloat16", "float32", "float64", "int8", "uint8", "int64", "bool"]
+
+
 @pytest.mark.backends("tensorflow")
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64", "int8", "uint8", "int64", "bool"])
+@pytest.mark.parametrize("dtype", ROUND_TRIP_DTYPES)
 def test_tensorflow_words_round_trip_bit_for_bit(dtype):
     """The all-reduce carries 32-bit words: every dtype comes back with its exact bits."""
     import tensorflow as tf
@@ -312,15 +315,35 @@ def test_tensorflow_words_round_trip_bit_for_bit(dtype):
 
     rng = np.random.default_rng(0)
     if dtype == "bool":
-        values = tf.constant(rng.random((3, 5)) < 0.5)
+        array = rng.random((3, 5)) < 0.5
     elif dtype in ("int8", "uint8", "int64"):
         info = np.iinfo(dtype)
-        values = tf.constant(rng.integers(info.min, info.max, size=(3, 5), dtype=dtype, endpoint=True))
+        array = rng.integers(info.min, info.max, size=(3, 5), dtype=dtype, endpoint=True)
     else:
-        special = np.array([-0.0, np.nan, -np.inf, 1e-3], dtype="float64")
-        values = tf.cast(tf.constant(np.concatenate([special, rng.normal(size=11)]).reshape(3, 5)), dtype)
+        special = np.array([-0.0, np.nan, -np.inf, 1e-3])
+        array = np.concatenate([special, rng.normal(size=11)]).reshape(3, 5)
+    values = tf.cast(tf.constant(array), dtype)
     words = tf_backend._to_words(values)
-    assert words.dtype == tf.int32 and len(words.shape) == 1
     restored = tf_backend._from_words(words, values.dtype, values.shape)
-    assert restored.dtype == values.dtype and restored.shape == values.shape
-    assert backend.current().to_numpy(restored).tobytes() == backend.current().to_numpy(values).tobytes()
+    assert words.dtype == tf.int32
+    assert words.shape.rank == 1
+    assert restored.dtype == values.dtype
+    assert restored.shape == values.shape
+    assert restored.numpy().tobytes() == values.numpy().tobytes()
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize(
+    "cluster, task, chief",
+    [
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, True),
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, False),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "chief", "index": 0}, True),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
+        ({"chief": ["c:1"], "evaluator": ["e:1"]}, {"type": "evaluator", "index": 0}, True),
+    ],
+)
+def test_tensorflow_chief_read_from_tf_config_outside_a_strategy(monkeypatch, cluster, task, chief):
+    """Outside ``strategy.scope()`` (where fit runs callbacks) the cluster comes from TF_CONFIG."""
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert backend.current().is_chief() is chief
