@@ -299,14 +299,17 @@ def broadcast_from_chief(variables: Sequence[Any]) -> None:
     sum everywhere. Every worker must call it, with the same variables in the same order
     (a collective waits for all of them). It runs eagerly, inside or outside
     ``strategy.scope()`` (the strategy is the one the variables were built under, else the
-    current one). A no-op without a multi-worker strategy or with one worker.
+    current one). A no-op without a ``MultiWorkerMirroredStrategy`` (other strategies keep
+    one copy of a variable, or one worker's copies in step) or with one worker.
 
     Args:
         variables: The variables (Keras or TensorFlow) to make identical on every worker.
     """
     variables = list(variables)
     strategy = _strategy_of(variables) if variables else None
-    resolver = None if strategy is None else strategy.cluster_resolver
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return  # one copy per variable (parameter servers) or one worker: nothing to send
+    resolver = strategy.cluster_resolver
     if resolver is None or _training_workers(resolver) < 2:
         return
     values = [tf.convert_to_tensor(getattr(variable, "value", variable)) for variable in variables]
