@@ -148,7 +148,6 @@ def broadcast_from_chief(variables: Sequence[Any]) -> None:
     if not _distributed():
         return
     for variable in variables:
-        value = variable.value if isinstance(variable, keras.Variable) else variable
-        tensor = value.detach().clone().contiguous()
+        tensor = variable.value.detach().clone().contiguous()
         torch.distributed.broadcast(tensor, src=CHIEF_RANK)
         variable.assign(tensor)
