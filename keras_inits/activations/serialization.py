@@ -267,6 +267,7 @@ def deserialize_activation_kwargs(activation_kwargs: Any) -> dict | None:
         if not isinstance(key, str):
             raise ValueError(
                 f"activation_kwargs in a config must have string keys; {key!r} is not. "
+                "Nothing was called. "
                 f"Received: activation_kwargs={activation_kwargs!r}"
             )
         if value is not None and not isinstance(value, PLAIN_KWARG_TYPES):
