@@ -22,6 +22,26 @@ from keras_inits.activations.arguments import keras_builtin_name
 from keras_inits.activations.callables import callable_name
 from keras_inits.activations.resolved import ResolvedActivation, check_callable
 
+#: The keys `keras.saving.serialize_keras_object` writes into the config of an object.
+SERIALIZED_OBJECT_KEYS = frozenset(
+    {
+        "module",
+        "class_name",
+        "config",
+        "registered_name",
+        "shared_object_id",
+        "build_config",
+        "compile_config",
+    }
+)
+#: The `"module"` values under which a config may name a `keras.activations` function
+#: (`serialize_keras_object` writes "builtins"; None when the key is missing).
+KERAS_ACTIVATION_MODULES = (None, "builtins", "keras.activations")
+#: Public names of `keras.activations` that are not activations.
+KERAS_ACTIVATION_HELPERS = frozenset({"get", "serialize", "deserialize"})
+#: The plain values an `activation_kwargs` entry of a config may hold (numpy scalars included).
+PLAIN_KWARG_TYPES = (bool, int, float, str, np.bool_, np.integer, np.floating, np.str_)
+
 # --------------------------------------------------------------------------------------------
 # Serialization.
 # --------------------------------------------------------------------------------------------
@@ -81,6 +101,11 @@ def _is_registered(activation: Any) -> bool:
     return keras.saving.get_registered_object(registered_name) is target
 
 
+# --------------------------------------------------------------------------------------------
+# Deserialization: an allow-list, checked before any call or import.
+# --------------------------------------------------------------------------------------------
+
+
 def deserialize_activation(config: Any) -> str | Callable | None:
     """Inverts :func:`serialize_activation`, calling and importing nothing a config chose.
 
@@ -129,27 +154,6 @@ def deserialize_activation(config: Any) -> str | Callable | None:
         "An activation config must be a string, a dict or None. "
         f"Received: config={config!r} (of type {type(config).__name__})"
     )
-
-
-#: The keys `keras.saving.serialize_keras_object` writes into the config of an object.
-SERIALIZED_OBJECT_KEYS = frozenset(
-    {
-        "module",
-        "class_name",
-        "config",
-        "registered_name",
-        "shared_object_id",
-        "build_config",
-        "compile_config",
-    }
-)
-#: The `"module"` values under which a config may name a `keras.activations` function
-#: (`serialize_keras_object` writes "builtins"; None when the key is missing).
-KERAS_ACTIVATION_MODULES = (None, "builtins", "keras.activations")
-#: Public names of `keras.activations` that are not activations.
-KERAS_ACTIVATION_HELPERS = frozenset({"get", "serialize", "deserialize"})
-#: The plain values an `activation_kwargs` entry of a config may hold (numpy scalars included).
-PLAIN_KWARG_TYPES = (bool, int, float, str, np.bool_, np.integer, np.floating, np.str_)
 
 
 def keras_activation_names() -> tuple[str, ...]:
@@ -202,7 +206,7 @@ def _function_from_config(
     registered = keras.saving.get_registered_object(name)
     if registered is not None:
         if isinstance(registered, type) or not callable(registered):
-            raise _refuse(config, f"{name!r} is registered, but as a class, not a function.")
+            raise _refuse(config, f"{name!r} is registered, but not as a function.")
         return registered
     if name not in keras_activation_names():
         raise _refuse(
