@@ -18,6 +18,7 @@ from keras_inits.initializers.base import (
     check_positive,
     standardize_call,
 )
+from keras_inits.initializers.configs import seeded_initializer_config
 
 __all__ = ["ScaledRandom"]
 
@@ -89,3 +90,8 @@ class ScaledRandom(SeededInitializer):
             "distribution": self.distribution,
             "seed": self._seed_config(),
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ScaledRandom:
+        """Rebuilds the initializer; a dict seed must be a `SeedGenerator` config."""
+        return cls(**seeded_initializer_config(config))

@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_inits import _sampling
 from keras_inits.fans import Layout, check_layout
+from keras_inits.initializers.configs import activation_initializer_config
 from keras_inits.initializers.base import (
     Activation,
     ActivationInitializer,
@@ -164,6 +165,11 @@ class Sparse(ActivationInitializer):
             "seed": self._seed_config(),
             "layout": self.layout,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sparse:
+        """Rebuilds the initializer; the config is checked as He's (see `He.from_config`)."""
+        return cls(**activation_initializer_config(config))
 
 
 def _sparse_matrix_shape(shape: tuple[int, ...], layout: str) -> tuple[int, int]:

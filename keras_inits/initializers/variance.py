@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_inits.fans import Layout, check_layout, compute_fans
+from keras_inits.initializers.configs import activation_initializer_config
 from keras_inits.initializers.base import (
     MODES,
     Activation,
@@ -27,12 +28,23 @@ __all__ = ["He", "Xavier"]
 
 
 class _VarianceScaling(ActivationInitializer):
-    """What He and Xavier share: a config saved by 0.1 keeps the law it was saved with."""
+    """What He and Xavier share: a config is checked before anything in it is called, and a
+    config saved by 0.1 keeps the law it was saved with."""
 
     @classmethod
     def from_config(cls, config: dict[str, Any]):
-        """Rebuilds the initializer; a 0.1 config keeps its law (see `upgrade_0_1_config`)."""
-        return cls(**upgrade_0_1_config(config))
+        """Rebuilds the initializer from a config that `get_config` wrote.
+
+        The activation must be a Keras activation or a registered object and its keyword
+        arguments plain values (see `keras_inits.initializers.configs`): a model file cannot
+        have any other function called while it loads. A 0.1 config keeps its law (see
+        `upgrade_0_1_config`).
+
+        Raises:
+            ValueError: If the activation, `activation_kwargs` or the seed is not one of those
+                forms (nothing is called or imported before).
+        """
+        return cls(**upgrade_0_1_config(activation_initializer_config(config)))
 
 
 @keras.saving.register_keras_serializable(package="keras_inits")
