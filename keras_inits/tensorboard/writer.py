@@ -126,14 +126,17 @@ class SummaryWriter:
 
     Args:
         run_dir: Directory for the event file; created if missing.
-        max_pending_bytes: Bytes of unwritten records kept for a retry.
+        max_pending_bytes: Bytes of unwritten records kept for a retry (default:
+            :data:`MAX_PENDING_BYTES`).
 
     Raises:
         OSError: if the directory cannot be created or the event file cannot be opened.
     """
 
-    def __init__(self, run_dir: str, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+    def __init__(self, run_dir: str, max_pending_bytes: int | None = None) -> None:
         self.run_dir = run_dir
+        if max_pending_bytes is None:
+            max_pending_bytes = MAX_PENDING_BYTES
         self.max_pending_bytes = max_pending_bytes
         #: Steps dropped from the full queue (never written).
         self.lost_steps: list[int] = []
