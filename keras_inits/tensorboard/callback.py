@@ -187,18 +187,19 @@ def _symbolic_batch(x: Any) -> Any:
 class ActivationStatistics(keras.callbacks.Callback):
     """Writes per-layer activation statistics of a probe batch to TensorBoard.
 
-    At ``on_train_begin`` (the state the initializer produced, step 0 of a fresh model),
-    then after every epoch (``update_freq="epoch"``), every batch (``"batch"``) or every
-    ``update_freq`` batches (optimizer steps), the callback
+    At the start of training (the state the initializer produced, step 0 of a fresh model;
+    measured at the first epoch's begin), then after every epoch (``update_freq="epoch"``),
+    every batch (``"batch"``) or every ``update_freq`` batches (optimizer steps), the callback
     runs the model once on the probe batch ``data`` in inference mode, computes
     :func:`keras_inits.activation_statistics` for every monitored layer and writes them to
-    ``<log_dir>/activations``, so it can share a ``log_dir`` with
+    ``<log_dir>/activations`` (or ``activations_<n>``, below), so it can share a ``log_dir`` with
     ``keras.callbacks.TensorBoard``. The step is ``model.optimizer.iterations``: it goes on
     across several ``fit`` calls and matches Keras's batch steps (256 samples, batch 64,
     2 epochs, ``update_freq="epoch"``: steps 0, 4, 8). A step already written is not written
-    again (the ``on_train_begin`` of a second ``fit``). Models that are not built yet
-    (a ``Sequential`` without ``Input``, a subclassed model) are built at ``on_train_begin``
-    from the shapes of the probe batch (any batch size), then their layers are resolved.
+    again (the start of a second ``fit``, a restart: see below). Models that are not built
+    yet (a ``Sequential`` without ``Input``, a subclassed model) are built at
+    ``on_train_begin`` from the shapes of the probe batch (any batch size), eagerly on the
+    probe batch where that leaves layers unbuilt, then their layers are resolved.
 
     What is written (all of one step as one ``Summary`` proto):
 
@@ -215,9 +216,40 @@ class ActivationStatistics(keras.callbacks.Callback):
       depth profile is one glance (TensorBoard's "Custom Scalars" tab).
 
     Training is untouched: the probe changes no weight, optimizer, metric, batch-norm or
-    RNG state, and a run with the callback ends with the same weights as one without.
-    A failed write later in training (full disk...) is reported with a warning and training
-    goes on; non-finite activations are counted (``nonfinite_count``) and logged.
+    RNG state, and a run with the callback ends with the same weights as one without, also
+    when the disk is full, the event file is deleted or two callbacks share a ``log_dir``.
+    Non-finite activations are counted (``nonfinite_count``) and logged.
+
+    What is kept when things go wrong:
+
+    * **Full disk.** Each event is written synchronously (:mod:`keras_inits.tensorboard.writer`).
+      A failed write leaves the file readable (truncated back to its last complete record)
+      and keeps the event in memory (up to 64 MiB), retried in order at every later write
+      and at train end. A ``RuntimeWarning`` gives the reason at the first failure and the
+      count at 2, 4, 8... unwritten steps; an info log says when the delayed steps went
+      out. Events still unwritten at ``on_train_end`` (or dropped from the full queue) are
+      lost: one ``RuntimeWarning`` says "N of M steps were not written to <run_dir>: steps
+      a-b, c", and :attr:`lost_steps` lists them.
+    * **Deleted event file.** Before each write the file is checked (same inode); a deleted
+      or replaced file is re-created as a new event file in the run directory (a warning
+      log), and the later steps go there.
+    * **Restarts: no step is written twice.** At the first write of each ``fit`` (the first
+      epoch's begin, after a ``keras.callbacks.BackupAndRestore`` restored the step) the
+      steps already in the run directory are read. A training that starts at a step > 0
+      (a resume, a second ``fit``) does not write steps at or below the last one on disk
+      again: the first values are kept (one info log names the range). A training that
+      starts at step 0 while the run directory already holds events (a new training into an
+      old ``log_dir``) writes into a new run, ``activations_1``, ``activations_2``... with a
+      ``RuntimeWarning`` naming it, rather than mixing two trainings in one run.
+    * **Two callbacks on one log_dir.** A run directory is claimed by one callback from its
+      first write to ``on_train_end`` (or :meth:`close`): an in-process registry, plus a lock
+      file ``keras_inits.lock`` (``pid host``) for other processes. A second callback gets
+      the next free run (``activations_1``, with a ``RuntimeWarning``) rather than an error:
+      two callbacks with different ``update_freq`` or ``layers`` on one ``log_dir`` are a
+      legitimate set-up, and refusing it would stop a training for a logging choice. A lock
+      whose process is dead (same host) is ignored; a lock from another host is respected.
+      A callback whose ``fit`` raised keeps its claim until it is closed, garbage-collected
+      or its process ends.
 
     Args:
         log_dir: TensorBoard log directory; the run directory is ``<log_dir>/activations``.
@@ -235,13 +267,14 @@ class ActivationStatistics(keras.callbacks.Callback):
         freq: Deprecated name of ``update_freq`` (a ``DeprecationWarning``; removed in 0.3).
 
     Raises:
-        TypeError: at construction for a ``log_dir`` that is not a path, or ``freq`` passed
-            together with ``update_freq``.
-        ValueError: at construction for a bad ``update_freq``, an empty ``log_dir``, an
-            empty batch, or
-            ``gradients=True`` without ``y``; at ``on_train_begin`` (before any batch) for
-            ``data`` that does not fit the model, unknown layer names, or nothing to monitor.
-        OSError: at ``on_train_begin`` if the run directory cannot be created.
+        TypeError: at construction for a ``log_dir`` that is not a text path, ``histograms``,
+            ``images`` or ``gradients`` that is not a bool, ``layers`` of a wrong type, or
+            ``freq`` passed together with ``update_freq``.
+        ValueError: at construction for a bad ``update_freq``, an empty ``log_dir`` or one
+            that is an existing file, an empty batch, or ``gradients=True`` without ``y``;
+            before the first batch for ``data`` that does not fit the model, unknown layer
+            names, or nothing to monitor.
+        OSError: before the first batch if the run directory cannot be created.
 
     Examples:
 
@@ -403,7 +436,10 @@ class ActivationStatistics(keras.callbacks.Callback):
 
     def _build_model(self) -> None:
         try:
-            self.model(_symbolic_batch(self._x), training=False)
+            with warnings.catch_warnings():
+                # Keras warns when it cannot trace a call; the eager call below builds it.
+                warnings.simplefilter("ignore", UserWarning)
+                self.model(_symbolic_batch(self._x), training=False)
         except Exception:  # noqa: BLE001 - the eager call below says why, readably
             pass
         if not self.model.built or self._unbuilt_layers():
