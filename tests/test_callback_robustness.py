@@ -14,6 +14,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -239,6 +240,27 @@ def test_steps_on_disk_tolerates_a_truncated_last_record(tmp_path):
     assert re.fullmatch(
         rf"events\.out\.tfevents\.\d{{10}}\.{re.escape(socket.gethostname())}\.{os.getpid()}\.\d+",
         name)
+
+
+def test_run_dir_that_cannot_be_created_mid_training_loses_steps_not_training(tmp_path):
+    model = compiled_mlp()
+    x, y = batch(64)
+    log_dir = tmp_path / "logs"
+    callback = make_callback(log_dir, x)
+    callback.set_model(model)
+    callback.write()  # step 0, before fit: the fit's own first write is then a batch end
+    callback.close()
+    shutil.rmtree(log_dir)
+    log_dir.write_text("a file where the log directory was")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(history.history["loss"]) == 2
+    assert callback.lost_steps == [1, 2, 3, 4]
+    assert len(messages) == 4  # at 1, 2 and 4 unwritten steps, and at train end
+    assert "Cannot create the TensorBoard run directory" in messages[0]
+    assert messages[-1].startswith("4 of 4 steps were not written to")
 
 
 # --------------------------------------------------------------------------------------
@@ -506,7 +528,9 @@ def test_numpy_integers_accepted_for_step_and_update_freq(tmp_path):
     callback.set_model(mlp(widths=(8,)))
     callback.write(step=np.int64(5))
     callback.write(step=np.uint8(7))
+    statistics = callback.write(step=6)  # measured, but at or below a step already written
     callback.close()
+    assert statistics["dense_0"].std > 0
     assert steps_of(tmp_path / "activations") == [5, 7]
 
 

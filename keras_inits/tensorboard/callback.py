@@ -495,7 +495,13 @@ class ActivationStatistics(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return
-        self._write(step, statistics, image=image)
+        try:
+            self._write(step, statistics, image=image)
+        except OSError as error:  # the run directory could not be created: training goes on
+            self._fit_steps += 1
+            self.lost_steps.append(step)
+            self._fit_lost.append(step)
+            self._warn_unwritten(len(self._fit_lost), error)
 
     def _write(self, step: int, statistics: dict[str, LayerStatistics], *, image: bool) -> None:
         """One step's statistics as one ``Summary`` proto, handed to :meth:`_emit`."""
@@ -636,17 +642,19 @@ class ActivationStatistics(keras.callbacks.Callback):
         if delayed:
             logger.info("ActivationStatistics: %d delayed steps written to %s (steps %s)",
                         len(delayed), self.run_dir, _format_steps(delayed))
-        if written:
-            return
-        unwritten = len(writer.pending_steps) + len(self._fit_lost)
+        if not written:
+            self._warn_unwritten(len(writer.pending_steps) + len(self._fit_lost),
+                                 writer.last_error)
+
+    def _warn_unwritten(self, unwritten: int, error: OSError | None) -> None:
         if unwritten <= self._warned_unwritten or not _is_power_of_two(unwritten):
             return
         self._warned_unwritten = unwritten
-        error = writer.last_error
+        pending = len(self._writer.pending_steps) if self._writer is not None else 0
         warnings.warn(
             f"ActivationStatistics could not write to {self.run_dir!r}: "
             f"{type(error).__name__}: {error}. {unwritten} steps not written so far "
-            f"({len(writer.pending_steps)} kept in memory and retried at the next write, "
+            f"({pending} kept in memory and retried at the next write, "
             f"{len(self._fit_lost)} lost). Training continues.",
             RuntimeWarning,
             stacklevel=5,
@@ -660,15 +668,15 @@ class ActivationStatistics(keras.callbacks.Callback):
 
     def _finish(self) -> None:
         """Retry what is queued; what still does not go out is lost, and said so once."""
-        if self._writer is None:
-            return
-        written = self._writer.flush()
-        self._account(True)
-        if not written:
-            self._writer.discard_pending()
-            self._collect_lost()
-        if self._fit_lost:
+        error = None
+        if self._writer is not None:
+            written = self._writer.flush()
+            self._account(True)
+            if not written:
+                self._writer.discard_pending()
+                self._collect_lost()
             error = self._writer.last_error
+        if self._fit_lost:
             reason = f" (last error: {type(error).__name__}: {error})" if error else ""
             warnings.warn(
                 f"{len(self._fit_lost)} of {self._fit_steps} steps were not written to "
