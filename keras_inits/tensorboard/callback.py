@@ -572,18 +572,21 @@ class ActivationStatistics(keras.callbacks.Callback):
         """Take the first run directory that no other live callback claimed and that does
         not hold an earlier training (events, while this one starts at step 0)."""
         base = os.path.join(self.log_dir, RUN_NAME)
+        reason = None
         for index in itertools.count():
             run_dir = base if index == 0 else f"{base}_{index}"
             if self._claimed_by_other(run_dir):
+                reason = reason or "is written by another callback"
                 continue
             on_disk = steps_on_disk(run_dir)
             if on_disk and step == 0:
+                reason = reason or (f"holds an earlier training (steps {on_disk[0]}-"
+                                    f"{on_disk[-1]}) and this one starts at step 0")
                 continue
             break
-        if run_dir != base:
+        if reason is not None:
             warnings.warn(
-                f"ActivationStatistics writes to {run_dir!r}: {base!r} is written by another "
-                "callback or holds an earlier training (this one starts at step 0).",
+                f"ActivationStatistics writes to {run_dir!r}: {base!r} {reason}.",
                 RuntimeWarning,
                 stacklevel=4,
             )

@@ -4,7 +4,8 @@ An event file is a sequence of TFRecords, each ``uint64 length``, ``uint32 maske
 of the length``, the data, ``uint32 masked crc32c of the data`` (little-endian), where the
 data is a serialized ``event_pb2.Event``; the first record holds
 ``file_version: "brain.Event:2"``. The file is named
-``events.out.tfevents.<time>.<host>.<pid>.<n>``, as TensorBoard expects.
+``events.out.tfevents.<time>.<host>.<pid>.<n>``, as TensorBoard expects (``<n>``
+zero-padded to six digits).
 
 TensorBoard's own ``EventFileWriter`` writes on a background thread: an error surfaces
 later, for another event, and a partial record can be left in the file. This writer
@@ -51,6 +52,9 @@ _FOOTER_BYTES = struct.calcsize(_CRC_FORMAT)
 
 #: Distinguishes the event files one process opens within one second.
 _file_counter = itertools.count()
+#: Zero-padded, so that a file re-created within the same second sorts after the first
+#: (TensorBoard reads a run's files in name order and does not go back).
+COUNTER_DIGITS = 6
 
 
 def _os_write(fd: int, data: memoryview) -> int:
@@ -226,7 +230,7 @@ class SummaryWriter:
         try:
             os.makedirs(self.run_dir, exist_ok=True)
             name = (f"{EVENT_FILE_PREFIX}{int(time.time()):010d}.{socket.gethostname()}."
-                    f"{os.getpid()}.{next(_file_counter)}")
+                    f"{os.getpid()}.{next(_file_counter):0{COUNTER_DIGITS}d}")
             path = os.path.join(self.run_dir, name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except OSError as error:
