@@ -10,9 +10,12 @@ the callback runs on every Keras backend.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import socket
 import warnings
+import weakref
 from typing import Any, Literal, Union
 
 import keras
@@ -24,12 +27,14 @@ from keras_inits._probe import LayerSelection
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard import protos
 from keras_inits.tensorboard.image import DepthProfilePlot, matplotlib_available
-from keras_inits.tensorboard.writer import SummaryWriter
+from keras_inits.tensorboard.writer import SummaryWriter, steps_on_disk
 
 logger = logging.getLogger("keras_inits")
 
 #: Name of the run directory under ``log_dir`` (beside Keras's ``train`` and ``validation``).
 RUN_NAME = "activations"
+#: File in a run directory naming the process (``pid host``) whose callback writes there.
+LOCK_NAME = "keras_inits.lock"
 
 UpdateFrequency = Union[Literal["epoch", "batch"], int]
 
@@ -78,7 +83,78 @@ def _validate_log_dir(log_dir: Any) -> str:
         raise TypeError(f"`log_dir` must be a text path. Received: log_dir={log_dir!r}")
     if not path:
         raise ValueError(f"`log_dir` must not be empty. Received: log_dir={log_dir!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f"`log_dir` must be a directory, not an existing file. Received: log_dir={log_dir!r}"
+        )
     return path
+
+
+def _validate_bool(value: Any, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{argument}` must be True or False. Received: {argument}={value!r}")
+    return bool(value)
+
+
+def _validate_layers(layers: Any) -> LayerSelection:
+    """The type of ``layers=`` (names are resolved against the model at train begin)."""
+    accepted = (str, type, list, tuple)
+    if layers is None or isinstance(layers, accepted) or callable(layers):
+        return layers
+    raise TypeError(
+        "`layers` must be None, a layer path, a layer class, a predicate or a list of "
+        f"paths and classes. Received: layers={layers!r}"
+    )
+
+
+def _validate_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(
+            f"`step` must be a non-negative integer or None. Received: step={step!r}"
+        )
+    if step < 0:
+        raise ValueError(f"`step` must be a non-negative integer. Received: step={step!r}")
+    return int(step)
+
+
+def _format_steps(steps: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    ordered = sorted(set(steps))
+    ranges: list[list[int]] = []
+    for step in ordered:
+        if ranges and step == ranges[-1][1] + 1:
+            ranges[-1][1] = step
+        else:
+            ranges.append([step, step])
+    return ", ".join(f"{first}-{last}" if first != last else f"{first}" for first, last in ranges)
+
+
+def _is_power_of_two(count: int) -> bool:
+    return count > 0 and count & (count - 1) == 0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+#: Run directories claimed by a live callback of this process (real path -> callback).
+_LIVE_RUNS: dict[str, weakref.ref] = {}
+
+
+def _read_lock(run_dir: str) -> tuple[int, str] | None:
+    """``(pid, host)`` from a run directory's lock file, or ``None``."""
+    try:
+        with open(os.path.join(run_dir, LOCK_NAME), encoding="utf-8") as file:
+            pid, host = file.read().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
 
 
 def _as_arrays(value: Any, argument: str) -> Any:
@@ -108,31 +184,22 @@ def _symbolic_batch(x: Any) -> Any:
     )
 
 
-class _NoEventFile:
-    """The writer of a worker that is not the chief of a multi-worker run: it opens no file."""
-
-    def flush(self) -> None:
-        """Nothing is queued on this worker."""
-
-    def close(self) -> None:
-        """No file is open on this worker."""
-
-
 class ActivationStatistics(keras.callbacks.Callback):
     """Writes per-layer activation statistics of a probe batch to TensorBoard.
 
-    At ``on_train_begin`` (the state the initializer produced, step 0 of a fresh model),
-    then after every epoch (``update_freq="epoch"``), every batch (``"batch"``) or every
-    ``update_freq`` batches (optimizer steps), the callback
+    At the start of training (the state the initializer produced, step 0 of a fresh model;
+    measured at the first epoch's begin), then after every epoch (``update_freq="epoch"``),
+    every batch (``"batch"``) or every ``update_freq`` batches (optimizer steps), the callback
     runs the model once on the probe batch ``data`` in inference mode, computes
     :func:`keras_inits.activation_statistics` for every monitored layer and writes them to
-    ``<log_dir>/activations``, so it can share a ``log_dir`` with
+    ``<log_dir>/activations`` (or ``activations_<n>``, below), so it can share a ``log_dir`` with
     ``keras.callbacks.TensorBoard``. The step is ``model.optimizer.iterations``: it goes on
     across several ``fit`` calls and matches Keras's batch steps (256 samples, batch 64,
     2 epochs, ``update_freq="epoch"``: steps 0, 4, 8). A step already written is not written
-    again (the ``on_train_begin`` of a second ``fit``). Models that are not built yet
-    (a ``Sequential`` without ``Input``, a subclassed model) are built at ``on_train_begin``
-    from the shapes of the probe batch (any batch size), then their layers are resolved.
+    again (the start of a second ``fit``, a restart: see below). Models that are not built
+    yet (a ``Sequential`` without ``Input``, a subclassed model) are built at
+    ``on_train_begin`` from the shapes of the probe batch (any batch size), eagerly on the
+    probe batch where that leaves layers unbuilt, then their layers are resolved.
 
     What is written (all of one step as one ``Summary`` proto):
 
@@ -149,9 +216,40 @@ class ActivationStatistics(keras.callbacks.Callback):
       depth profile is one glance (TensorBoard's "Custom Scalars" tab).
 
     Training is untouched: the probe changes no weight, optimizer, metric, batch-norm or
-    RNG state, and a run with the callback ends with the same weights as one without.
-    A failed write later in training (full disk...) is reported with a warning and training
-    goes on; non-finite activations are counted (``nonfinite_count``) and logged.
+    RNG state, and a run with the callback ends with the same weights as one without, also
+    when the disk is full, the event file is deleted or two callbacks share a ``log_dir``.
+    Non-finite activations are counted (``nonfinite_count``) and logged.
+
+    What is kept when things go wrong:
+
+    * **Full disk.** Each event is written synchronously (:mod:`keras_inits.tensorboard.writer`).
+      A failed write leaves the file readable (truncated back to its last complete record)
+      and keeps the event in memory (up to 64 MiB), retried in order at every later write
+      and at train end. A ``RuntimeWarning`` gives the reason at the first failure and the
+      count at 2, 4, 8... unwritten steps; an info log says when the delayed steps went
+      out. Events still unwritten at ``on_train_end`` (or dropped from the full queue) are
+      lost: one ``RuntimeWarning`` says "N of M steps were not written to <run_dir>: steps
+      a-b, c", and :attr:`lost_steps` lists them.
+    * **Deleted event file.** Before each write the file is checked (same inode); a deleted
+      or replaced file is re-created as a new event file in the run directory (a warning
+      log), and the later steps go there.
+    * **Restarts: no step is written twice.** At the first write of each ``fit`` (the first
+      epoch's begin, after a ``keras.callbacks.BackupAndRestore`` restored the step) the
+      steps already in the run directory are read. A training that starts at a step > 0
+      (a resume, a second ``fit``) does not write steps at or below the last one on disk
+      again: the first values are kept (one info log names the range). A training that
+      starts at step 0 while the run directory already holds events (a new training into an
+      old ``log_dir``) writes into a new run, ``activations_1``, ``activations_2``... with a
+      ``RuntimeWarning`` naming it, rather than mixing two trainings in one run.
+    * **Two callbacks on one log_dir.** A run directory is claimed by one callback from its
+      first write to ``on_train_end`` (or :meth:`close`): an in-process registry, plus a lock
+      file ``keras_inits.lock`` (``pid host``) for other processes. A second callback gets
+      the next free run (``activations_1``, with a ``RuntimeWarning``) rather than an error:
+      two callbacks with different ``update_freq`` or ``layers`` on one ``log_dir`` are a
+      legitimate set-up, and refusing it would stop a training for a logging choice. A lock
+      whose process is dead (same host) is ignored; a lock from another host is respected.
+      A callback whose ``fit`` raised keeps its claim until it is closed, garbage-collected
+      or its process ends.
 
     Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
     ``jax.distributed``, ``torch.distributed``) every worker measures the same steps (their
@@ -175,13 +273,14 @@ class ActivationStatistics(keras.callbacks.Callback):
         freq: Deprecated name of ``update_freq`` (a ``DeprecationWarning``; removed in 0.3).
 
     Raises:
-        TypeError: at construction for a ``log_dir`` that is not a path, or ``freq`` passed
-            together with ``update_freq``.
-        ValueError: at construction for a bad ``update_freq``, an empty ``log_dir``, an
-            empty batch, or
-            ``gradients=True`` without ``y``; at ``on_train_begin`` (before any batch) for
-            ``data`` that does not fit the model, unknown layer names, or nothing to monitor.
-        OSError: at ``on_train_begin`` if the run directory cannot be created.
+        TypeError: at construction for a ``log_dir`` that is not a text path, ``histograms``,
+            ``images`` or ``gradients`` that is not a bool, ``layers`` of a wrong type, or
+            ``freq`` passed together with ``update_freq``.
+        ValueError: at construction for a bad ``update_freq``, an empty ``log_dir`` or one
+            that is an existing file, an empty batch, or ``gradients=True`` without ``y``;
+            before the first batch for ``data`` that does not fit the model, unknown layer
+            names, or nothing to monitor.
+        OSError: before the first batch if the run directory cannot be created.
 
     Examples:
 
@@ -217,8 +316,12 @@ class ActivationStatistics(keras.callbacks.Callback):
         super().__init__()
         self.log_dir = _validate_log_dir(log_dir)
         self.update_freq = _resolve_update_freq(update_freq, freq)
+        self.layers = _validate_layers(layers)
+        self.histograms = _validate_bool(histograms, "histograms")
+        self.gradients = _validate_bool(gradients, "gradients")
+        self.images = _validate_bool(images, "images") and matplotlib_available()
         x, y = _probe.split_data(data)
-        if gradients and y is None:
+        if self.gradients and y is None:
             raise ValueError(
                 "`gradients=True` needs targets: pass `data` as a tuple (x, y). "
                 f"Received: data without y, gradients={gradients!r}"
@@ -226,18 +329,27 @@ class ActivationStatistics(keras.callbacks.Callback):
         self._x = _as_arrays(x, "data")
         self._y = _as_arrays(y, "data")
         _probe.check_inputs(None, self._x, argument="data")
-        self.layers = layers
-        self.histograms = bool(histograms)
-        self.gradients = bool(gradients)
-        self.images = bool(images) and matplotlib_available()
+        #: The run directory written to: ``<log_dir>/activations``, or ``activations_<n>``
+        #: when that one is claimed by another callback or holds an earlier training.
         self.run_dir = os.path.join(self.log_dir, RUN_NAME)
+        #: Every step that was measured but never reached the disk (full disk...).
+        self.lost_steps: list[int] = []
 
-        self._writer: Any = None
-        self._layout = protos.layout_summary(self.gradients)  # written once, with step 0
+        self._writer: SummaryWriter | None = None
+        self._layout = protos.layout_summary(self.gradients)  # once per run, with its first step
         self._layout_written = False
         self._selected: dict[str, keras.layers.Layer] | None = None
+        self._last_measured_step: int | None = None
         self._last_written_step: int | None = None
+        self._skip_through: int | None = None
+        self._run_checked = False
+        self._begin_due = False
         self._image_due = True
+        self._lost_seen = 0
+        self._delayed_seen = 0
+        self._fit_steps = 0
+        self._fit_lost: list[int] = []
+        self._warned_unwritten = 0
         self._plot: Any = None
         if self.images:
             # Import and warm up matplotlib now, not in the middle of training (~0.3 s).
@@ -253,12 +365,21 @@ class ActivationStatistics(keras.callbacks.Callback):
     # -- Keras hooks -----------------------------------------------------------------
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._prepare()
-        step = self._step()
-        if step == self._last_written_step:
-            return
         # Validate the probe now, loudly: a problem here must stop training before batch 1.
-        statistics = self._measure()
+        self._prepare()
+        self._start_fit()
+        # The first write waits for the first epoch: a keras.callbacks.BackupAndRestore
+        # listed after this callback restores the step in its own on_train_begin.
+        self._begin_due = True
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if not self._begin_due:
+            return
+        self._begin_due = False
+        step = self._step()
+        if step == self._last_measured_step:
+            return
+        statistics = self._measure()  # raises: still before the first batch
         self._write(step, statistics, image=True)
 
     def write(self, step: int | None = None) -> dict[str, LayerStatistics]:
@@ -266,6 +387,7 @@ class ActivationStatistics(keras.callbacks.Callback):
 
         For a model that is not trained (comparing initializers at step 0) or between
         ``fit`` calls. Set the model first with ``set_model``; call :meth:`close` when done.
+        A step at or below one already in the run is measured but not written again.
 
         Examples:
 
@@ -275,49 +397,61 @@ class ActivationStatistics(keras.callbacks.Callback):
         >>> callback.close()  # doctest: +SKIP
 
         Args:
-            step: The step to write at; default: the optimizer's iteration count (0 for a
-                model that was never trained or compiled).
+            step: The step to write at (a non-negative integer); default: the optimizer's
+                iteration count (0 for a model that was never trained or compiled).
 
         Returns:
             The statistics written (path -> :class:`keras_inits.LayerStatistics`).
 
         Raises:
-            ValueError: if no model was set, or as ``on_train_begin`` does.
+            TypeError: if ``step`` is not an integer.
+            ValueError: if ``step`` is negative, if no model was set, or as
+                ``on_train_begin`` does.
+            OSError: if the run directory cannot be created.
         """
+        if step is not None:
+            step = _validate_step(step)
         if getattr(self, "_model", None) is None:
             raise ValueError(
                 "ActivationStatistics.write needs a model: call set_model(model) first. "
                 "Received: no model"
             )
         self._prepare()
-        step = self._step() if step is None else int(step)
+        step = self._step() if step is None else step
         statistics = self._measure()
         self._write(step, statistics, image=True)
-        self._writer.flush()
         return statistics
 
     def _prepare(self) -> None:
-        """Build the model if needed, resolve the layers, check the probe batch, open the writer.
+        """Build the model if needed, resolve the layers, check the probe batch.
 
         Raises early, before any batch. An unbuilt model (TensorFlow's ``fit`` builds it
         only inside its first traced step) owns no variables yet, so no layer would be
         found to own a kernel ("no layer to monitor"): it is built first, symbolically, from
-        the probe batch's shapes with a free batch size.
+        the probe batch's shapes with a free batch size, and eagerly on the probe batch
+        when that leaves layers unbuilt (a subclassed model that set ``built`` in its
+        ``__init__``, a ``call`` that needs concrete values).
         """
         _probe.check_inputs(self.model, self._x, argument="data")
-        if not self.model.built:
+        if not self.model.built or self._unbuilt_layers():
             self._build_model()
         self._selected = _probe.select_layers(self.model, self.layers)
         # Under a multi-worker strategy every worker measures the same steps (a probe pass on
         # one worker only would put TensorFlow's collectives out of step); only the chief writes.
         self._chief = backend.current().is_chief()
-        if self._writer is None:
-            self._writer = SummaryWriter(self.run_dir) if self._chief else _NoEventFile()
+
+    def _unbuilt_layers(self) -> list[str]:
+        return [path for path, layer in _probe.walk_layers(self.model).items() if not layer.built]
 
     def _build_model(self) -> None:
         try:
-            self.model(_symbolic_batch(self._x), training=False)
-        except Exception:  # noqa: BLE001 - an eager call says why, in a readable error
+            with warnings.catch_warnings():
+                # Keras warns when it cannot trace a call; the eager call below builds it.
+                warnings.simplefilter("ignore", UserWarning)
+                self.model(_symbolic_batch(self._x), training=False)
+        except Exception:  # noqa: BLE001 - the eager call below says why, readably
+            pass
+        if not self.model.built or self._unbuilt_layers():
             _probe.forward(self.model, self._x, training=False)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -327,21 +461,18 @@ class ActivationStatistics(keras.callbacks.Callback):
             self._image_due = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.flush()
-            except Exception as error:  # noqa: BLE001 - never fail the end of training
-                self._warn_write_failure(self._last_written_step, error)
+        self._finish()
+        self._release()
 
     def _write_every_n_steps(self, batch: int, logs: dict | None = None) -> None:
         step = self._step()
-        last = self._last_written_step
+        last = self._last_measured_step
         # "Crossed a multiple of update_freq" rather than "step % update_freq == 0", so
         # that steps_per_execution > 1 (batch ends every k steps) still writes.
         if last is None or step // self.update_freq > last // self.update_freq:
             self._write_step(step, image=self._image_due)
 
-    # -- measuring and writing --------------------------------------------------------
+    # -- measuring ------------------------------------------------------------------
 
     def _step(self) -> int:
         optimizer = getattr(self.model, "optimizer", None)
@@ -361,7 +492,7 @@ class ActivationStatistics(keras.callbacks.Callback):
 
     def _write_step(self, step: int, *, image: bool) -> None:
         """Measure and write one step; failures become warnings, never exceptions."""
-        if step == self._last_written_step or self._writer is None:
+        if step == self._last_measured_step:
             return
         try:
             statistics = self._measure()
@@ -373,30 +504,25 @@ class ActivationStatistics(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return
-        self._write(step, statistics, image=image)
+        try:
+            self._write(step, statistics, image=image)
+        except OSError as error:  # the run directory could not be created: training goes on
+            self._fit_steps += 1
+            self.lost_steps.append(step)
+            self._fit_lost.append(step)
+            self._warn_unwritten(len(self._fit_lost), error)
 
     def _write(self, step: int, statistics: dict[str, LayerStatistics], *, image: bool) -> None:
+        """One step's statistics as one ``Summary`` proto, handed to :meth:`_emit`."""
+        self._last_measured_step = step
         self.last_statistics = statistics
         self._log_nonfinite(step, statistics)
-        if not self._chief:  # measured in step with the chief, which writes it
-            self._last_written_step = step
-            return
-        try:
-            rendered = None
-            if image and self.images:
-                rendered = self._render(statistics)
-            summary = protos.statistics_summary(
-                statistics, histograms=self.histograms, image=rendered
-            )
-            if not self._layout_written:
-                summary.value.extend(self._layout.value)
-            self._writer.write(summary, step)  # one proto, one op, one event per step
-        except Exception as error:  # noqa: BLE001 - training must go on
-            self._warn_write_failure(step, error)
-            return
-        self._layout_written = True
-        self._last_written_step = step
-        if rendered is not None:
+        rendered = None
+        if image and self.images:
+            rendered = self._render(statistics)
+        summary = protos.statistics_summary(statistics, histograms=self.histograms,
+                                            image=rendered)
+        if self._emit(summary, step) and rendered is not None:
             self._image_due = False
 
     def _render(self, statistics: dict[str, LayerStatistics]) -> tuple[bytes, int, int] | None:
@@ -405,14 +531,6 @@ class ActivationStatistics(keras.callbacks.Callback):
         except Exception as error:  # noqa: BLE001 - a picture is never worth a crash
             logger.warning("ActivationStatistics: depth-profile image skipped: %s", error)
             return None
-
-    def _warn_write_failure(self, step: int | None, error: Exception) -> None:
-        warnings.warn(
-            f"ActivationStatistics could not write step {step} to {self.run_dir!r}: "
-            f"{type(error).__name__}: {error}. Training continues.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
     @staticmethod
     def _log_nonfinite(step: int, statistics: dict[str, LayerStatistics]) -> None:
@@ -424,9 +542,174 @@ class ActivationStatistics(keras.callbacks.Callback):
                 ", ".join(f"{path} ({count} values)" for path, count in bad.items()),
             )
 
-    def close(self) -> None:
-        """Close the event file (it is otherwise kept open across ``fit`` calls)."""
+    # -- writing: every event goes through _emit -------------------------------------
+
+    def _emit(self, summary: Any, step: int) -> bool:
+        """Write one step's ``Summary`` (every write goes through here).
+
+        Chooses and claims the run directory at the first write of each ``fit``, skips a
+        step at or below one already in the run, and counts what the disk refused.
+
+        Returns:
+            ``True`` if the event was written or kept in memory for a retry, ``False`` if
+            the step was skipped. A worker that is not the chief of a multi-worker run
+            writes nothing (no directory, no file) and returns ``True``, as the chief does.
+
+        Raises:
+            OSError: if the run directory cannot be created (at the first write only).
+        """
+        if not self._chief:  # measured in step with the chief, which writes it
+            return True
+        if not self._run_checked:
+            self._choose_run(step)
+        if self._skip_through is not None and step <= self._skip_through:
+            return False
+        if not self._layout_written:
+            summary.value.extend(self._layout.value)
+            self._layout_written = True
+        self._skip_through = step
+        self._last_written_step = step
+        self._fit_steps += 1
+        written = self._writer.write(summary, step)
+        self._account(written)
+        return True
+
+    def _start_fit(self) -> None:
+        self._run_checked = False
+        self._fit_steps = 0
+        self._fit_lost = []
+        self._warned_unwritten = 0
+
+    def _choose_run(self, step: int) -> None:
+        """Take the first run directory that no other live callback claimed and that does
+        not hold an earlier training (events, while this one starts at step 0)."""
+        base = os.path.join(self.log_dir, RUN_NAME)
+        reason = None
+        for index in itertools.count():
+            run_dir = base if index == 0 else f"{base}_{index}"
+            if self._claimed_by_other(run_dir):
+                reason = reason or "is written by another callback"
+                continue
+            on_disk = steps_on_disk(run_dir)
+            if on_disk and step == 0:
+                reason = reason or (f"holds an earlier training (steps {on_disk[0]}-"
+                                    f"{on_disk[-1]}) and this one starts at step 0")
+                continue
+            break
+        if reason is not None:
+            warnings.warn(
+                f"ActivationStatistics writes to {run_dir!r}: {base!r} {reason}.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self._skip_through = None
+        if on_disk and on_disk[-1] >= step:
+            self._skip_through = on_disk[-1]
+            if step != self._last_written_step:
+                logger.info(
+                    "ActivationStatistics: %s already holds steps up to %d: steps %d-%d of "
+                    "this training are not written again (the first values are kept)",
+                    run_dir, on_disk[-1], step, on_disk[-1])
+        if self._writer is None or self._writer.run_dir != run_dir:
+            self._release()
+            self._close_writer()
+            self._writer = SummaryWriter(run_dir)
+            self._layout_written = False
+            self.run_dir = run_dir
+        self._claim()
+        self._run_checked = True
+
+    def _claimed_by_other(self, run_dir: str) -> bool:
+        owner = _LIVE_RUNS.get(os.path.realpath(run_dir))
+        if owner is not None and owner() not in (None, self):
+            return True
+        lock = _read_lock(run_dir)
+        if lock is None or lock[0] == os.getpid():
+            return False
+        pid, host = lock
+        return host != socket.gethostname() or _process_alive(pid)
+
+    def _claim(self) -> None:
+        _LIVE_RUNS[os.path.realpath(self.run_dir)] = weakref.ref(self)
+        try:
+            with open(os.path.join(self.run_dir, LOCK_NAME), "w", encoding="utf-8") as file:
+                file.write(f"{os.getpid()} {socket.gethostname()}\n")
+        except OSError as error:  # a full disk: the in-process claim still holds
+            logger.info("ActivationStatistics: no lock file in %s: %s", self.run_dir, error)
+
+    def _release(self) -> None:
+        key = os.path.realpath(self.run_dir)
+        owner = _LIVE_RUNS.get(key)
+        if owner is None or owner() is not self:
+            return
+        del _LIVE_RUNS[key]
+        try:
+            os.remove(os.path.join(self.run_dir, LOCK_NAME))
+        except OSError:
+            pass  # deleted with the run directory, or never written (full disk)
+
+    def _account(self, written: bool) -> None:
+        """Warn at the first unwritten step and at every power-of-two count after it."""
+        writer = self._writer
+        self._collect_lost()
+        delayed = writer.delayed_steps[self._delayed_seen:]
+        self._delayed_seen = len(writer.delayed_steps)
+        if delayed:
+            logger.info("ActivationStatistics: %d delayed steps written to %s (steps %s)",
+                        len(delayed), self.run_dir, _format_steps(delayed))
+        if not written:
+            self._warn_unwritten(len(writer.pending_steps) + len(self._fit_lost),
+                                 writer.last_error)
+
+    def _warn_unwritten(self, unwritten: int, error: OSError | None) -> None:
+        if unwritten <= self._warned_unwritten or not _is_power_of_two(unwritten):
+            return
+        self._warned_unwritten = unwritten
+        pending = len(self._writer.pending_steps) if self._writer is not None else 0
+        warnings.warn(
+            f"ActivationStatistics could not write to {self.run_dir!r}: "
+            f"{type(error).__name__}: {error}. {unwritten} steps not written so far "
+            f"({pending} kept in memory and retried at the next write, "
+            f"{len(self._fit_lost)} lost). Training continues.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
+    def _collect_lost(self) -> None:
+        lost = self._writer.lost_steps[self._lost_seen:]
+        self._lost_seen = len(self._writer.lost_steps)
+        self.lost_steps.extend(lost)
+        self._fit_lost.extend(lost)
+
+    def _finish(self) -> None:
+        """Retry what is queued; what still does not go out is lost, and said so once."""
+        error = None
+        if self._writer is not None:
+            written = self._writer.flush()
+            self._account(True)
+            if not written:
+                self._writer.discard_pending()
+                self._collect_lost()
+            error = self._writer.last_error
+        if self._fit_lost:
+            reason = f" (last error: {type(error).__name__}: {error})" if error else ""
+            warnings.warn(
+                f"{len(self._fit_lost)} of {self._fit_steps} steps were not written to "
+                f"{self.run_dir}: steps {_format_steps(self._fit_lost)}{reason}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._fit_lost = []
+
+    def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            self._lost_seen = 0
+            self._delayed_seen = 0
 
+    def close(self) -> None:
+        """Write what is queued, report what is lost, close the event file, free the run."""
+        self._finish()
+        self._release()
+        self._close_writer()
