@@ -31,10 +31,16 @@ __all__ = [
     "check_shape",
     "is_int",
     "is_real",
+    "plain",
 ]
 
 #: Seeds are ints in [0, SEED_LIMIT): non-negative int64 values.
 SEED_LIMIT = 2**63
+
+
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number or bool it holds; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def is_real(value: Any) -> bool:

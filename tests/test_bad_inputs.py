@@ -476,6 +476,12 @@ def test_numpy_int_arguments_are_python_ints(value):
     assert ScaledRandom(scale=value, seed=0).scale == 3.0
 
 
+@pytest.mark.parametrize("value", [np.float32(0.1), np.float16(0.3)], ids=lambda v: type(v).__name__)
+def test_numpy_activation_kwargs_compute_in_float64(value):
+    assert gain("leaky_relu", negative_slope=value) == gain("leaky_relu", negative_slope=float(value))
+    assert gain("elu", "backward", alpha=value) == gain("elu", "backward", alpha=float(value))
+
+
 def test_numpy_bool_is_a_bool():
     assert gain("gelu", approximate=np.bool_(True)) == gain("gelu", approximate=True)
 

@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_inits._checks import plain
 from keras_inits.activations.arguments import bind_kwargs, check_kwarg_types, keras_builtin_name
 from keras_inits.activations.callables import resolve_callable
 from keras_inits.activations.closed_forms import (
@@ -51,6 +52,9 @@ def resolve_activation(
             "activation_kwargs must be a dict or None. "
             f"Received: activation_kwargs={activation_kwargs!r}"
         )
+    # NumPy scalars act as the Python numbers they hold (np.float32(0.1) is not computed in
+    # float32), and share their cache entries.
+    activation_kwargs = {key: plain(value) for key, value in activation_kwargs.items()}
     if isinstance(activation, ResolvedActivation):
         if activation_kwargs:
             raise TypeError(

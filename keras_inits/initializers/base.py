@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from keras_inits import _checks, _sampling, backend
-from keras_inits._checks import is_int, is_real
+from keras_inits._checks import is_int, is_real, plain
 from keras_inits.activations import deserialize_activation, serialize_activation
 from keras_inits.gains import gain as activation_gain
 
@@ -113,11 +113,6 @@ def portable_seed(seed: int) -> int:
     if seed < _PORTABLE_SEED_LIMIT:
         return seed
     return int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint32)[0])
-
-
-def plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number it holds (so that configs stay JSON)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def standardize_seed(seed: Any):
