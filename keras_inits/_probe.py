@@ -586,7 +586,7 @@ def check_inputs(model: keras.layers.Layer | None, x: Any, *, argument: str = "x
 
 
 def check_targets(x: Any, y: Any) -> None:
-    """Raise a clear ``ValueError`` unless ``y`` holds arrays with one target per sample of ``x``."""
+    """Raise a clear ``ValueError`` unless ``y`` holds arrays, one target per sample of ``x``."""
     check_inputs(None, y, argument="y")
     samples = batch_size(x)
     for value in keras.tree.flatten(y):

@@ -79,6 +79,11 @@ class Sparse(ActivationInitializer):
         layout: `"standard"`, `"depthwise"` or `"transpose"`: which weights are a unit's
             incoming weights (above).
 
+    Raises:
+        ValueError: If an argument is not one of the values above (NumPy scalars are
+            accepted as numbers); at call time, if `connections` exceeds `fan_in` or the
+            non-zeros would overflow the dtype (`std=1e5` in float16).
+
     Reference:
         - [Martens, 2010](https://www.cs.toronto.edu/~jmartens/docs/Deep_HessianFree.pdf),
           "Deep learning via Hessian-free optimization" (sparse initialization, k = 15).
@@ -141,10 +146,9 @@ class Sparse(ActivationInitializer):
                 f"Received: connections={connections!r}"
             )
         std = self.std if self.std is not None else self.gain / math.sqrt(connections)
-        if self.std is not None:
-            check_representable("std", self.std, largest_draw("normal", std), dtype, shape)
-        else:
-            check_representable("activation", self.activation, largest_draw("normal", std), dtype, shape)
+        # A given std is the argument to blame; otherwise the activation's gain set it.
+        culprit, value = ("std", self.std) if self.std is not None else ("activation", self.activation)
+        check_representable(culprit, value, largest_draw("normal", std), dtype, shape)
         kernel = _sampling.sparse_kernel(fan_in, units, connections, std, dtype, self._seed_for_call())
         if self.layout == "transpose":
             # Columns are the output channels (axis -2); rows the taps times input channels.
