@@ -564,8 +564,10 @@ def test_lsuv_refuses_a_model_whose_later_layer_overflows():
 
 def test_lsuv_refuses_a_huge_bias_at_the_output():
     model = _model()
-    model.get_layer("out").bias.assign(np.full((2,), 3e38, "float32"))
-    model.get_layer("out").kernel.assign(np.full((3, 2), 1e38, "float32"))
+    hidden = model.get_layer("hidden")
+    hidden.kernel.assign(np.zeros((FEATURES, 3), "float32"))
+    hidden.bias.assign(np.ones((3,), "float32"))  # every hidden output is tanh(1) = 0.76
+    model.get_layer("out").kernel.assign(np.full((3, 2), 3e38, "float32"))  # 6.9e38: inf
     with pytest.raises(ValueError, match="not finite"):
         lsuv(model, X, seed=0, orthogonal=False)
 
