@@ -478,8 +478,11 @@ def activation_statistics(
     Raises:
         ValueError: if ``x`` is empty or does not fit the model (the message names the
             expected shape), a name in ``layers`` is unknown (the message lists the
-            available ones), nothing is left to monitor, or ``gradients=True`` comes
-            without ``y`` or without a loss.
+            available ones), nothing is left to monitor, ``gradients=True`` comes
+            without ``y`` or without a loss, ``y`` does not hold one target per sample, or
+            the loss cannot compare ``y`` with the model's output.
+        TypeError: if ``model`` is not a ``keras.Model``, ``gradients`` or ``training`` is
+            not a bool, or ``layers`` has a wrong type.
 
     Examples:
 

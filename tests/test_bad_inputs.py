@@ -95,7 +95,7 @@ ACTIVATION_BAD_TYPE = [1, 1.5, True, np.float32(1.0), [1], ("relu",), b"relu", n
 ACTIVATION_BAD_NAME = ["nope", "", "relu ", "Relu", "softmax", "log_softmax", "get", "_private"]
 ACTIVATION_KWARGS_BAD = [[1], "a", 1, True, ("negative_slope", 0.1), _Unrepresentable()]
 LEAKY_KWARGS_BAD = [
-    {"negative_slope": "0.1"}, {"negative_slope": NAN}, {"negative_slope": INF},
+    {"negative_slope": 1e200}, {"negative_slope": -1e300}, {"negative_slope": "0.1"}, {"negative_slope": NAN}, {"negative_slope": INF},
     {"negative_slope": None}, {"negative_slope": True}, {"negative_slope": [0.1]},
     {"slope": 0.1}, {"negative_slope": 1j}, {"negative_slope": np.array([0.1])},
 ]
@@ -147,7 +147,15 @@ NO_GAIN = [
     (_reciprocal_sqrt, ("forward", "backward")),
     (_log_abs, ("backward",)),
 ]
-NOT_ELEMENTWISE = [_mixing, _shape_changing]
+def _broken(x):
+    return x.no_such_attribute
+
+
+def _raising(x):
+    raise RuntimeError("boom")
+
+
+NOT_ELEMENTWISE = [_mixing, _shape_changing, _broken, _raising]
 
 INITIALIZERS = {
     "He": lambda **kw: He(**kw),
@@ -251,6 +259,10 @@ for label, make, dtype, argument, value in OVERFLOWS:
                               "dtype", repr(dtype), id=f"{label}-names-dtype"))
 
 
+def _scaled(x, factor):
+    return x * factor
+
+
 def _tiny_scale(x):
     return 1e-30 * x
 
@@ -350,6 +362,13 @@ for label, value, shows in DATA_BAD:
             value, shows=shows)
     if not label.startswith("wrong"):  # whether x fits needs the model: lsuv checks that
         bad(f"LSUV-data-{label}", lambda value=value: LSUV(value), "x", value, shows=shows)
+bad("LSUV-data-3-tuple", lambda: LSUV((X, Y, Y)), "data", 3, shows="3 elements")
+bad("gain-elu-alpha=1e300", lambda: gain("elu", alpha=1e300), "activation", "elu")
+bad("gain-callable-kwargs-wrong-type", lambda: gain(_scaled, factor="2"), "activation_kwargs",
+    {"factor": "2"})
+bad("gain-callable-kwargs-unknown", lambda: gain(_scaled, scale=2.0), "activation_kwargs",
+    {"scale": 2.0})
+bad("gain-callable-kwargs-missing", lambda: gain(_scaled), "activation_kwargs", {})
 bad("lsuv-x-one-sample", lambda: lsuv(MODEL, X[:1]), "x", X[:1], shows="1 sample")
 bad("LSUV-unknown-kwarg", lambda: LSUV(X, target=1.0), "target", "target", shows="'target'")
 LAYERS_BAD = [5, 1.5, True, "nope", [], ["nope"], [5], keras.layers.Conv2D, (keras.layers.Dense(2),)]
