@@ -601,3 +601,13 @@ def test_lsuv_refuses_an_overflowing_layer_whose_inf_a_later_layer_squashes():
     assert "'grows'" in message and "output is not finite" in message, message
     for a, b in zip(before, _kernels(model)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_cached_bool_does_not_let_an_int_through():
+    """True == 1 and they hash alike: the resolve cache must still refuse the int."""
+    gain("gelu", approximate=True)
+    gain("leaky_relu", negative_slope=1)
+    with pytest.raises(TypeError, match=r"approximate.*Received: activation_kwargs=\{'approximate': 1\}"):
+        gain("gelu", approximate=1)
+    with pytest.raises(TypeError, match=r"negative_slope.*Received: activation_kwargs="):
+        gain("leaky_relu", negative_slope=True)

@@ -62,7 +62,11 @@ def resolve_activation(
                 f"Received: activation_kwargs={activation_kwargs!r}"
             )
         return activation
-    frozen_kwargs = tuple(sorted(activation_kwargs.items()))
+    # The type is part of the key: True == 1 and hash(True) == hash(1), yet
+    # `approximate=1` must be refused even after `approximate=True` was cached.
+    frozen_kwargs = tuple(
+        sorted((key, type(value), value) for key, value in activation_kwargs.items())
+    )
     try:
         hash((activation, frozen_kwargs))
     except TypeError:  # a dict config, a list-valued keyword argument, ...
@@ -73,7 +77,7 @@ def resolve_activation(
 @functools.lru_cache(maxsize=RESOLVE_CACHE_SIZE)
 def _resolve_cached(activation: Any, frozen_kwargs: tuple) -> ResolvedActivation:
     # A custom callable is checked (element-wise, derivative method) once, not on every call.
-    return _resolve_uncached(activation, dict(frozen_kwargs))
+    return _resolve_uncached(activation, {key: value for key, _, value in frozen_kwargs})
 
 
 def _resolve_uncached(activation: Any, activation_kwargs: dict) -> ResolvedActivation:
