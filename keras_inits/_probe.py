@@ -178,6 +178,7 @@ def select_layers(
     >>> list(select_layers(model, ["b", keras.layers.Dropout]))
     ['drop', 'b']
     """
+    check_selection(layers)
     every = walk_layers(model)
     if layers is None:
         chosen = {path: layer for path, layer in every.items() if is_default_monitored(layer)}
@@ -228,6 +229,42 @@ def select_layers(
                 f"Received: layers={layers!r}"
             )
     return {path: layer for path, layer in every.items() if id(layer) in wanted}
+
+
+def check_selection(layers: Any) -> None:
+    """Checks the type of a ``layers=`` argument (which names exist needs the model).
+
+    Raises:
+        TypeError: If ``layers`` is not None, a path, a layer class, a predicate or a
+            sequence of paths and layer classes.
+        ValueError: If it is an empty sequence.
+    """
+    if layers is None or isinstance(layers, str) or _is_layer_class(layers):
+        return
+    if isinstance(layers, type) or isinstance(layers, (bool, np.bool_)):
+        raise TypeError(
+            "`layers` must be None, a layer path, a layer class, a predicate, or a sequence "
+            f"of paths and classes. Received: layers={layers!r}"
+        )
+    if callable(layers):
+        return
+    if not isinstance(layers, Sequence):
+        raise TypeError(
+            "`layers` must be None, a layer path, a layer class, a predicate, or a sequence "
+            f"of paths and classes. Received: layers={layers!r}"
+        )
+    if not layers:
+        raise ValueError(f"`layers` selects no layer. Received: layers={layers!r}")
+    for item in layers:
+        if not isinstance(item, str) and not _is_layer_class(item):
+            raise TypeError(
+                "Items of `layers` must be layer paths (str) or layer classes. "
+                f"Received: layers={layers!r}"
+            )
+
+
+def _is_layer_class(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, keras.layers.Layer)
 
 
 def _layer_by_name(
@@ -548,6 +585,19 @@ def check_inputs(model: keras.layers.Layer | None, x: Any, *, argument: str = "x
             )
 
 
+def check_targets(x: Any, y: Any) -> None:
+    """Raise a clear ``ValueError`` unless ``y`` holds arrays, one target per sample of ``x``."""
+    check_inputs(None, y, argument="y")
+    samples = batch_size(x)
+    for value in keras.tree.flatten(y):
+        shape = _shape_of(value)
+        if shape[0] != samples:
+            raise ValueError(
+                f"`y` must hold one target per sample of `x` ({samples} samples). "
+                f"Received: y with shape {shape}"
+            )
+
+
 def split_data(data: Any) -> tuple[Any, Any]:
     """``(x, y)`` from a probe batch given as ``x`` or as a tuple ``(x, y)``.
 
@@ -630,7 +680,10 @@ def make_loss_function(
             loss.
     """
     if loss is not None:
-        loss_function = keras.losses.get(loss)
+        try:
+            loss_function = keras.losses.get(loss)
+        except (ValueError, TypeError):
+            loss_function = None
         if loss_function is None or not callable(loss_function):
             raise ValueError(
                 "`loss` must be a loss name, function or keras.losses.Loss. "
@@ -638,7 +691,7 @@ def make_loss_function(
             )
 
         def explicit_loss(y_pred: Any) -> Any:
-            return keras.ops.mean(loss_function(y, y_pred))
+            return keras.ops.mean(_compare(loss_function, y, y_pred))
 
         return explicit_loss
 
@@ -649,9 +702,23 @@ def make_loss_function(
         )
 
     def compiled_loss(y_pred: Any) -> Any:
-        return model.compute_loss(x=x, y=y, y_pred=y_pred)
+        return _compare(lambda y, y_pred: model.compute_loss(x=x, y=y, y_pred=y_pred), y, y_pred)
 
     return compiled_loss
+
+
+def _compare(loss_function: Callable[[Any, Any], Any], y: Any, y_pred: Any) -> Any:
+    """``loss_function(y, y_pred)``; a failure (targets that do not fit) as a short ValueError."""
+    try:
+        return loss_function(y, y_pred)
+    except Exception as error:  # noqa: BLE001 - re-raised with a readable message
+        shapes = [_shape_of(value) for value in keras.tree.flatten(y)]
+        predicted = [_shape_of(value) for value in keras.tree.flatten(y_pred)]
+        raise ValueError(
+            f"The loss could not compare `y` with the model's output (shape(s) {predicted}): "
+            f"{type(error).__name__}: {_error_summary(error)}. "
+            f"Received: y with shape(s) {shapes if len(shapes) > 1 else shapes[0]}"
+        ) from None
 
 
 def gradient_pass(
@@ -788,6 +855,8 @@ def run_probe(
     check_inputs(model, x)
     if gradients and y is None:
         raise ValueError("`gradients=True` needs targets `y`. Received: y=None")
+    if gradients:
+        check_targets(x, y)
     if not model.built:
         forward(model, x, training=False)
     if isinstance(layers, Mapping):

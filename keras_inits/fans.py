@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from typing import Literal, Sequence
 
+from keras_inits._checks import check_choice, check_shape
+
 __all__ = ["LAYOUTS", "Layout", "compute_fans"]
 
 Layout = Literal["standard", "depthwise", "transpose"]
@@ -39,12 +41,7 @@ def check_layout(layout: object) -> str:
     Raises:
         ValueError: If it is not.
     """
-    if not isinstance(layout, str) or layout not in LAYOUTS:
-        raise ValueError(
-            f"Argument `layout` must be one of {', '.join(repr(name) for name in LAYOUTS)}. "
-            f"Received: layout={layout!r}"
-        )
-    return layout
+    return check_choice("layout", layout, LAYOUTS)
 
 
 def compute_fans(shape: Sequence[int], layout: Layout = "standard") -> tuple[int, int]:
@@ -78,15 +75,18 @@ def compute_fans(shape: Sequence[int], layout: Layout = "standard") -> tuple[int
         A pair of ints. Either may be 0 for a zero-size shape.
 
     Raises:
-        ValueError: If `layout` is not one of the three, or if a ``"depthwise"`` or
-            ``"transpose"`` shape has rank < 3 (those layouts exist only for convolutions).
+        TypeError: If `shape` is not a sequence of ints (Python or NumPy integers).
+        ValueError: If a dimension is negative, `layout` is not one of the three, or a
+            ``"depthwise"`` or ``"transpose"`` shape has rank < 3 (those layouts exist only
+            for convolutions).
     """
+    received = shape
+    shape = check_shape(shape)
     check_layout(layout)
-    shape = tuple(int(dim) for dim in shape)
     if layout != "standard" and len(shape) <= _CHANNEL_AXES:
         raise ValueError(
             f"A {layout!r} kernel has rank >= 3, (*kernel_size, channels, channels). "
-            f"Received: shape={shape!r}"
+            f"Received: shape={received!r}"
         )
     if len(shape) == 0:
         return 1, 1

@@ -40,6 +40,13 @@ MAX_ACTIVE_PANELS = 4096
 MIN_RELATIVE_WIDTH = 1e-13
 # The integrand at +-INTEGRATION_BOUND must be this small relative to the integral.
 TAIL_RTOL = 1e-12
+# Panels accepted unconverged (too narrow to bisect, or past the panel budget) may carry at
+# most this share of the integral of |integrand|: beyond, the integrand has a singularity
+# that is not integrable (1/z at 0: every bisection adds as much as the last) and the
+# expectation does not exist. Float32 rounding noise leaves ~1e-7; a divergence leaves O(1).
+UNRESOLVED_RTOL = 1e-3
+# A moment below the smallest normal float64 gives a gain whose square overflows.
+SMALLEST_MOMENT = float(np.finfo(np.float64).tiny)
 
 _LEGENDRE_NODES, _LEGENDRE_WEIGHTS = np.polynomial.legendre.leggauss(NODES_PER_PANEL)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -104,7 +111,8 @@ def gain(
     """
     if direction not in DIRECTIONS:
         raise ValueError(
-            f"direction must be 'forward' or 'backward'. Received: direction={direction!r}"
+            "Argument `direction` must be 'forward' or 'backward'. "
+            f"Received: direction={direction!r}"
         )
     phi = resolve_activation(activation, activation_kwargs)
     quantity = "phi_squared" if direction == "forward" else "derivative_squared"
@@ -152,7 +160,13 @@ def variance_slope(activation: str | Callable | None = "relu", **activation_kwar
     phi = resolve_activation(activation, activation_kwargs)
     second_moment = _expectation(phi, "phi_squared")
     _check_moment(second_moment, phi, "forward")
-    return _expectation(phi, "slope_numerator") / second_moment
+    numerator = _expectation(phi, "slope_numerator")
+    if not math.isfinite(numerator):
+        raise ValueError(
+            "The variance slope does not exist: E[phi(z)^2 (z^2 - 1) / 2] is infinite or "
+            f"undefined for z ~ N(0, 1). Received: {phi.describe()}"
+        )
+    return numerator / second_moment
 
 
 def _check_moment(value: float, phi: ResolvedActivation, direction: str) -> None:
@@ -160,13 +174,19 @@ def _check_moment(value: float, phi: ResolvedActivation, direction: str) -> None
     if not math.isfinite(value):
         raise ValueError(
             f"The {direction} gain does not exist: {what} is infinite or undefined for "
-            "z ~ N(0, 1) (the integrand grows too fast or the activation returns inf or nan). "
+            "z ~ N(0, 1) (the integrand grows too fast, has a singularity that is not "
+            "integrable, or the activation returns inf or nan). "
             f"Received: {phi.describe()}"
         )
     if value <= 0.0:
         raise ValueError(
             f"The {direction} gain does not exist: {what} is 0 for z ~ N(0, 1). "
             f"Received: {phi.describe()}"
+        )
+    if value < SMALLEST_MOMENT:
+        raise ValueError(
+            f"The {direction} gain is too large to represent: {what} = {value:.3g} for "
+            f"z ~ N(0, 1), so the gain^2 overflows float64. Received: {phi.describe()}"
         )
 
 
@@ -230,7 +250,9 @@ def gaussian_expectation(
     level are evaluated in a single vectorized call, so a TensorFlow callable costs one call per
     level. Unknown kinks are found by the bisection itself (more levels, same accuracy).
 
-    Returns ``inf`` when ``function`` is not finite, or does not decay at +-40 (divergent).
+    Returns ``inf`` when ``function`` is not finite, does not decay at +-40, or has a
+    singularity that is not integrable (panels that cannot be resolved carry more than
+    ``UNRESOLVED_RTOL`` of the integral): the expectation does not exist.
     """
     edges = np.array(
         sorted(
@@ -261,6 +283,7 @@ def gaussian_expectation(
         whole, _ = panel_integrals(left_edges, right_edges)
         accepted = 0.0
         accepted_abs = 0.0
+        unresolved = 0.0
         for _level in range(MAX_LEVELS):
             middles = (left_edges + right_edges) / 2.0
             count = len(left_edges)
@@ -274,9 +297,11 @@ def gaussian_expectation(
             narrow = (right_edges - left_edges) <= MIN_RELATIVE_WIDTH * np.maximum(
                 1.0, np.abs(middles)
             )
-            done = (errors <= rtol * scale) | narrow
+            converged = errors <= rtol * scale
+            done = converged | narrow
             accepted += halves[done].sum()
             accepted_abs += halves_abs[done].sum()
+            unresolved += errors[narrow & ~converged].sum()
             refine = ~done
             if not refine.any():
                 break
@@ -284,12 +309,15 @@ def gaussian_expectation(
                 # Noise-limited (e.g. a float32 callable): accept the best estimate there is.
                 accepted += halves[refine].sum()
                 accepted_abs += halves_abs[refine].sum()
+                unresolved += errors[refine].sum()
                 break
             left_edges = np.concatenate([left_edges[refine], middles[refine]])
             right_edges = np.concatenate([middles[refine], right_edges[refine]])
             whole = np.concatenate([sums[:count][refine], sums[count:][refine]])
     except _NotFinite:
         return math.inf
+    if unresolved > UNRESOLVED_RTOL * accepted_abs:
+        return math.inf  # a singularity that bisection cannot resolve: not integrable
     largest_tail = float(np.max(np.abs(tails)))
     if largest_tail > 0.0:
         # In logs: the density at the bound, exp(-800), underflows float64.

@@ -20,20 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import warnings
 from typing import Any, Callable, Mapping
 
 import keras
 import numpy as np
 
-from keras_inits import backend
+from keras_inits import _checks, backend
 from keras_inits._probe import (
     LayerSelection,
     StateGuard,
     has_swappable_activation,
     batch_size,
     check_inputs,
+    check_selection,
     forward,
     select_layers,
     split_data,
@@ -214,7 +214,8 @@ def lsuv(
     Raises:
         ValueError: for bad arguments, a batch of fewer than 2 samples, a model without
             kernels, non-finite values (NaN or inf) in a layer's pre-activation during the
-            iterations, or a non-finite model output after them. Then every kernel is first
+            iterations or in its output after them (an activation that overflows, even if a
+            later layer squashes the inf), or a non-finite model output. Then every kernel is first
             restored to its value before the call (nothing is lost) and the message names
             the layer.
         TypeError: for arguments of the wrong type.
@@ -226,7 +227,13 @@ def lsuv(
     Reference:
         Mishkin & Matas, "All you need is a good init", ICLR 2016 (arXiv:1511.06422).
     """
-    _check_arguments(target_std, tol, max_iter, orthogonal, seed)
+    checked = _check_arguments(target_std, tol, max_iter, orthogonal, seed)
+    target_std = checked["target_std"]
+    tol = checked["tol"]
+    max_iter = checked["max_iter"]
+    orthogonal = checked["orthogonal"]
+    seed = checked["seed"]
+    _checks.check_model(model)
     check_inputs(model, x)
     samples = batch_size(x)
     if samples < MIN_SAMPLES:
@@ -246,7 +253,7 @@ def lsuv(
             f"Received: model={model.name!r}, layers={layers!r}"
         )
 
-    walk = _RescalingPass(candidates, float(target_std), float(tol), int(max_iter), orthogonal, seed)
+    walk = _RescalingPass(candidates, target_std, tol, max_iter, orthogonal, seed)
     try:
         with StateGuard(model), backend.current().without_gradients(), walk:
             outputs = forward(model, x, training=False)
@@ -305,7 +312,10 @@ class LSUV(keras.callbacks.Callback):
         known = {"target_std", "tol", "max_iter", "orthogonal", "layers", "seed"}
         unknown = sorted(set(lsuv_kwargs) - known)
         if unknown:
-            raise TypeError(f"LSUV got unexpected keyword arguments {unknown}. Accepted: {sorted(known)}")
+            raise TypeError(
+                f"LSUV got unexpected keyword arguments {unknown}. Accepted: {sorted(known)}. "
+                f"Received: {', '.join(f'{key}={lsuv_kwargs[key]!r}' for key in unknown)}"
+            )
         _check_arguments(
             lsuv_kwargs.get("target_std", 1.0),
             lsuv_kwargs.get("tol", 0.02),
@@ -313,7 +323,11 @@ class LSUV(keras.callbacks.Callback):
             lsuv_kwargs.get("orthogonal", True),
             lsuv_kwargs.get("seed"),
         )
+        layers = lsuv_kwargs.get("layers")
+        if layers is not None:
+            check_selection(layers)
         self.x, _ = split_data(data)
+        check_inputs(None, self.x)
         self.lsuv_kwargs = lsuv_kwargs
         self.report: LSUVReport | None = None
 
@@ -323,23 +337,17 @@ class LSUV(keras.callbacks.Callback):
         self.report = lsuv(self.model, self.x, **self.lsuv_kwargs)
 
 
-def _check_arguments(target_std: Any, tol: Any, max_iter: Any, orthogonal: Any, seed: Any) -> None:
-    for name, value in (("target_std", target_std), ("tol", tol)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number. Received: {name}={value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0. Received: {name}={value!r}")
-    if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, numbers.Integral):
-        raise TypeError(f"max_iter must be an int. Received: max_iter={max_iter!r}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1. Received: max_iter={max_iter!r}")
-    if not isinstance(orthogonal, (bool, np.bool_)):
-        raise TypeError(f"orthogonal must be True or False. Received: orthogonal={orthogonal!r}")
-    if seed is not None:
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0. Received: seed={seed!r}")
+def _check_arguments(
+    target_std: Any, tol: Any, max_iter: Any, orthogonal: Any, seed: Any
+) -> dict[str, Any]:
+    """The arguments of `lsuv` as Python values (NumPy scalars accepted); raises if bad."""
+    return {
+        "target_std": _checks.check_positive("target_std", target_std),
+        "tol": _checks.check_positive("tol", tol),
+        "max_iter": _checks.check_int("max_iter", max_iter, minimum=1),
+        "orthogonal": _checks.check_bool("orthogonal", orthogonal),
+        "seed": None if seed is None else _checks.check_seed(seed),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -438,11 +446,21 @@ def _finite_std(tensors: Any) -> float:
     return float(values.std(dtype=np.float64))
 
 
-def _check_finite_output(outputs: Any) -> None:
+def _all_finite(outputs: Any) -> bool:
+    """Whether every floating value in the structure ``outputs`` is finite."""
     to_numpy = backend.current().to_numpy
     for tensor in keras.tree.flatten(outputs):
-        if tensor is not None and not np.all(np.isfinite(to_numpy(tensor))):
-            raise _NonFinite("<model output>", 0, what="output")
+        if tensor is None:
+            continue
+        values = np.asarray(to_numpy(tensor))
+        if values.dtype.kind not in "iub" and not np.all(np.isfinite(values)):
+            return False
+    return True
+
+
+def _check_finite_output(outputs: Any) -> None:
+    if not _all_finite(outputs):
+        raise _NonFinite("<model output>", 0, what="output")
 
 
 def _copy(variable: Any) -> np.ndarray:
@@ -638,6 +656,10 @@ class _RescalingPass:
             outputs, pre = rerun()
         if restored:
             after = self._worst(measure())
+        if not _all_finite(outputs):
+            # A finite pre-activation whose activation overflows (exp of a large bias): the
+            # layer is not converged, whatever its std, even if later layers squash the inf.
+            raise _NonFinite(path, iterations, what="output")
         self.reports[path] = LSUVLayerReport(
             iterations=iterations,
             std_before=before,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, Iterator, Literal, Mapping
 
 import keras
 
-from keras_inits import backend
+from keras_inits import _checks, backend
+from keras_inits._probe import check_inputs
 from keras_inits._seeds import derive_seed
 from keras_inits.initializers import TRUNCATED_NORMAL_STD, He, Xavier
 from keras_inits.model.graph import (
@@ -120,16 +120,6 @@ class ReinitReport(Mapping[str, DrawnWeight]):
         lines = [f"{path}: {entry.law}, std {entry.std:.4g}" for path, entry in self.drawn.items()]
         lines += [f"{path}: kept ({entry.role}): {entry.reason}" for path, entry in self.skipped.items()]
         return "\n".join(lines)
-
-
-def _check_seed(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None. Received: seed={seed!r}")
-    return int(seed)
 
 
 def reinitialize(
@@ -238,13 +228,12 @@ def reinitialize(
         Saxe et al., "Exact solutions to the nonlinear dynamics of learning in deep linear
         neural networks", ICLR 2014 (orthogonal recurrent kernels).
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}. Received: method={method!r}")
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}. Received: mode={mode!r}")
-    seed = _check_seed(seed)
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a keras.Model. Received: model={model!r}")
+    method = _checks.check_choice("method", method, _METHODS)
+    mode = _checks.check_choice("mode", mode, _MODES)
+    seed = None if seed is None else _checks.check_seed(seed)
+    _checks.check_model(model)
+    if x is not None:
+        check_inputs(model, x)
     if not model.built:
         raise ValueError(
             "reinitialize needs a built model (call it on data or use keras.Input). "

@@ -59,7 +59,7 @@ from typing import Any, Mapping, Sequence, Union
 import keras
 import numpy as np
 
-from keras_inits import _probe, activations, backend
+from keras_inits import _checks, _probe, activations, backend
 from keras_inits._probe import LayerSelection
 
 #: Distance to an activation's bound within which a value counts as saturated.
@@ -478,8 +478,11 @@ def activation_statistics(
     Raises:
         ValueError: if ``x`` is empty or does not fit the model (the message names the
             expected shape), a name in ``layers`` is unknown (the message lists the
-            available ones), nothing is left to monitor, or ``gradients=True`` comes
-            without ``y`` or without a loss.
+            available ones), nothing is left to monitor, ``gradients=True`` comes
+            without ``y`` or without a loss, ``y`` does not hold one target per sample, or
+            the loss cannot compare ``y`` with the model's output.
+        TypeError: if ``model`` is not a ``keras.Model``, ``gradients`` or ``training`` is
+            not a bool, or ``layers`` has a wrong type.
 
     Examples:
 
@@ -499,8 +502,12 @@ def activation_statistics(
     >>> stats["hidden"].scalars()["saturation_fraction"] >= 0.0
     True
     """
+    _checks.check_model(model)
+    gradients = _checks.check_bool("gradients", gradients)
+    training = _checks.check_bool("training", training)
     if gradients and y is None:
         raise ValueError("`gradients=True` needs targets. Received: y=None")
+    _probe.check_inputs(model, x)
     chain = StatisticsChain(x)
     records = _probe.run_probe(
         model, x, layers, training=training, y=y, gradients=gradients, loss=loss,

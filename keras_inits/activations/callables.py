@@ -87,7 +87,13 @@ def resolve_callable(
         try:
             call_with(PROBE.copy(), as_tensor=True)
         except Exception:
-            raise numpy_error from None
+            if isinstance(numpy_error, TypeError) and activation_kwargs:
+                raise numpy_error from None  # already names activation_kwargs
+            raise ValueError(
+                f"activation {name!r} could not be evaluated on a float64 array or on a "
+                f"backend tensor: {type(numpy_error).__name__}: {numpy_error}. "
+                f"Received: activation={received!r}"
+            ) from numpy_error
         as_tensor = True
     call_raw = functools.partial(call_with, as_tensor=as_tensor)
 

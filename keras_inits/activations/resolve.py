@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_inits._checks import plain
 from keras_inits.activations.arguments import bind_kwargs, check_kwarg_types, keras_builtin_name
 from keras_inits.activations.callables import resolve_callable
 from keras_inits.activations.closed_forms import (
@@ -51,6 +52,9 @@ def resolve_activation(
             "activation_kwargs must be a dict or None. "
             f"Received: activation_kwargs={activation_kwargs!r}"
         )
+    # NumPy scalars act as the Python numbers they hold (np.float32(0.1) is not computed in
+    # float32), and share their cache entries.
+    activation_kwargs = {key: plain(value) for key, value in activation_kwargs.items()}
     if isinstance(activation, ResolvedActivation):
         if activation_kwargs:
             raise TypeError(
@@ -58,7 +62,11 @@ def resolve_activation(
                 f"Received: activation_kwargs={activation_kwargs!r}"
             )
         return activation
-    frozen_kwargs = tuple(sorted(activation_kwargs.items()))
+    # The type is part of the key: True == 1 and hash(True) == hash(1), yet
+    # `approximate=1` must be refused even after `approximate=True` was cached.
+    frozen_kwargs = tuple(
+        sorted((key, type(value), value) for key, value in activation_kwargs.items())
+    )
     try:
         hash((activation, frozen_kwargs))
     except TypeError:  # a dict config, a list-valued keyword argument, ...
@@ -69,7 +77,7 @@ def resolve_activation(
 @functools.lru_cache(maxsize=RESOLVE_CACHE_SIZE)
 def _resolve_cached(activation: Any, frozen_kwargs: tuple) -> ResolvedActivation:
     # A custom callable is checked (element-wise, derivative method) once, not on every call.
-    return _resolve_uncached(activation, dict(frozen_kwargs))
+    return _resolve_uncached(activation, {key: value for key, _, value in frozen_kwargs})
 
 
 def _resolve_uncached(activation: Any, activation_kwargs: dict) -> ResolvedActivation:

@@ -24,14 +24,14 @@ Seeds mean what they mean for Keras's own random initializers
 from __future__ import annotations
 
 import math
-import numbers
 import random as python_random
 from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import keras
 import numpy as np
 
-from keras_inits import _sampling, backend
+from keras_inits import _checks, _sampling, backend
+from keras_inits._checks import is_int, is_real, plain
 from keras_inits.activations import deserialize_activation, serialize_activation
 from keras_inits.gains import gain as activation_gain
 
@@ -51,8 +51,6 @@ TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 # Largest seed `keras.random.SeedGenerator` draws by default; the base seed for seed=None.
 _DEFAULT_SEED_RANGE = (1, int(1e9))
-# An int seed is a non-negative int64.
-_SEED_LIMIT = 2**63
 # Keras's JAX backend takes seeds below 2**32 (uint32) and torch reduces them modulo 2**32:
 # a larger seed is folded to 32 bits by a SeedSequence, the same on every backend.
 _PORTABLE_SEED_LIMIT = 2**32
@@ -60,19 +58,28 @@ _PORTABLE_SEED_LIMIT = 2**32
 _CALL_SEED_STRIDE = 1_000_003
 _CALL_SEED_MODULUS = 2**31 - 1
 
+#: Largest finite value of each float dtype (bfloat16 has float32's exponent range).
+LARGEST_VALUE = {
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+    "float32": 3.4028234663852886e38,
+    "float64": 1.7976931348623157e308,
+}
+#: An untruncated normal draw is taken to reach this many standard deviations: NumPy's and
+#: the backends' samplers (inverse CDF of a float32 or float64 uniform) stay within it.
+NORMAL_TAIL_SIGMAS = 8.0
+#: A truncated normal reaches 2 standard deviations of the normal before truncation.
+TRUNCATION_SIGMAS = 2.0
+
 
 # ----------------------------------------------------------------------------------------------
-# Argument checks.
+# Argument checks. Initializers raise ValueError for every bad argument, as Keras's own do.
 # ----------------------------------------------------------------------------------------------
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"Argument `{name}` must be one of {', '.join(repr(c) for c in choices)}. "
-            f"Received: {name}={value!r}"
-        )
-    return value
+    """Returns `value` if it is one of `choices` (see `keras_inits._checks.check_choice`)."""
+    return _checks.check_choice(name, value, choices)
 
 
 def check_distribution(value: Any) -> str:
@@ -81,29 +88,24 @@ def check_distribution(value: Any) -> str:
     return _DISTRIBUTION_ALIASES.get(distribution, distribution)
 
 
-def is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
 def check_positive(name: str, value: Any) -> float:
-    if not is_real(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
-        )
-    return float(value)
+    """A positive finite number as a float; ValueError otherwise."""
+    return _checks.check_positive(name, value, type_error=ValueError)
+
+
+def check_number(name: str, value: Any, **bounds: Any) -> float:
+    """A finite number in the given bounds as a float; ValueError otherwise."""
+    return _checks.check_number(name, value, type_error=ValueError, **bounds)
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    """An int (not a bool or a float) >= `minimum`; ValueError otherwise."""
+    return _checks.check_int(name, value, minimum=minimum, type_error=ValueError)
 
 
 def check_int_seed(seed: Any) -> int:
-    seed = int(seed)
-    if not 0 <= seed < _SEED_LIMIT:
-        raise ValueError(
-            f"Argument `seed` must be an int in [0, 2**63). Received: seed={seed!r}"
-        )
-    return seed
+    """An int seed in [0, 2**63) as a Python int; ValueError otherwise."""
+    return _checks.check_seed(seed, type_error=ValueError)
 
 
 def portable_seed(seed: int) -> int:
@@ -111,11 +113,6 @@ def portable_seed(seed: int) -> int:
     if seed < _PORTABLE_SEED_LIMIT:
         return seed
     return int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint32)[0])
-
-
-def plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number it holds (so that configs stay JSON)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def standardize_seed(seed: Any):
@@ -129,31 +126,19 @@ def standardize_seed(seed: Any):
     if is_int(seed):
         return portable_seed(check_int_seed(seed))
     raise ValueError(
-        "Argument `seed` must be an int, a `keras.random.SeedGenerator` or None. "
+        "Argument `seed` must be an int in [0, 2**63), a `keras.random.SeedGenerator` or None. "
         f"Received: seed={seed!r}"
     )
 
 
 def standardize_call(shape: Any, dtype: Any) -> tuple[tuple[int, ...], str]:
     """Checks the arguments of `__call__`; returns the shape as ints and the dtype name."""
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise ValueError(
-            f"Argument `shape` must be a sequence of ints. Received: shape={shape!r}"
-        ) from None
-    for dim in dims:
-        if not is_int(dim) or dim < 0:
-            raise ValueError(
-                "Argument `shape` must be fully defined, with non-negative int dimensions. "
-                f"Received: shape={shape!r}"
-            )
-    dims = tuple(int(dim) for dim in dims)
+    dims = _checks.check_shape(shape, type_error=ValueError)
     if dtype is None:
         dtype = keras.config.floatx()
     try:
         standardized = keras.backend.standardize_dtype(dtype)
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):
         standardized = None
     if standardized not in FLOAT_DTYPES:
         raise ValueError(
@@ -171,14 +156,56 @@ def standardize_call(shape: Any, dtype: Any) -> tuple[tuple[int, ...], str]:
     return dims, standardized
 
 
+def check_representable(
+    name: str, value: Any, largest_draw: float, dtype: str, shape: tuple[int, ...]
+) -> None:
+    """Refuses a draw whose largest magnitude `largest_draw` overflows `dtype` (inf weights).
+
+    Raises:
+        ValueError: Naming the argument `name` that set the scale, its value, the dtype and
+            the largest magnitude the draw can reach.
+    """
+    largest = LARGEST_VALUE[dtype]
+    if math.isfinite(largest_draw) and largest_draw <= largest:
+        return
+    raise ValueError(
+        f"Argument `{name}` makes the weights of shape {shape} reach magnitude "
+        f"{largest_draw:.4g}, beyond the largest {dtype} value {largest:.6g} (the kernel would "
+        f"hold inf). Use a smaller scale or a wider dtype. "
+        f"Received: {name}={value!r}, dtype={dtype!r}"
+    )
+
+
+def largest_draw(distribution: str, scale: float) -> float:
+    """The largest magnitude a draw of `distribution` with `scale` can reach.
+
+    `scale` is the std of the normal before truncation ("truncated_normal"), the std
+    ("normal", "untruncated_normal") or the limit ("uniform").
+    """
+    if distribution == "truncated_normal":
+        return TRUNCATION_SIGMAS * scale
+    if distribution == "uniform":
+        return scale
+    return NORMAL_TAIL_SIGMAS * scale
+
+
 def draw(distribution: str, shape: tuple[int, ...], variance: float, dtype: str, seed: Any):
     """Zero-mean values of `shape` with the given variance and law."""
+    scale = draw_scale(distribution, variance)
     if distribution == "truncated_normal":
-        stddev = math.sqrt(variance) / TRUNCATED_NORMAL_STD
-        return _sampling.truncated_normal(shape, stddev, dtype, seed)
+        return _sampling.truncated_normal(shape, scale, dtype, seed)
     if distribution == "untruncated_normal":
-        return _sampling.normal(shape, math.sqrt(variance), dtype, seed)
-    return _sampling.uniform(shape, math.sqrt(3.0 * variance), dtype, seed)
+        return _sampling.normal(shape, scale, dtype, seed)
+    return _sampling.uniform(shape, scale, dtype, seed)
+
+
+def draw_scale(distribution: str, variance: float) -> float:
+    """The `_sampling` scale of a draw with `variance`: the pre-truncation std, std or limit."""
+    if distribution == "truncated_normal":
+        return math.sqrt(variance) / TRUNCATED_NORMAL_STD
+    if distribution == "untruncated_normal":
+        return math.sqrt(variance)
+    return math.sqrt(3.0 * variance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,6 +257,16 @@ class ActivationInitializer(SeededInitializer):
 
     def _gain(self, direction: str) -> float:
         return activation_gain(self.activation, direction, **self.activation_kwargs)
+
+    def _draw(self, shape: tuple[int, ...], variance: float, dtype: str):
+        """`draw` with this instance's law and seed, refused if it overflows `dtype`.
+
+        Raises:
+            ValueError: If the activation's gain makes the values overflow `dtype`.
+        """
+        reach = largest_draw(self.distribution, draw_scale(self.distribution, variance))
+        check_representable("activation", self.activation, reach, dtype, shape)
+        return draw(self.distribution, shape, variance, dtype, self._seed_for_call())
 
     def _activation_config(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,8 @@ from keras_inits.initializers.base import (
     SeededInitializer,
     check_choice,
     check_positive,
+    check_representable,
+    largest_draw,
     standardize_call,
 )
 from keras_inits.initializers.configs import seeded_initializer_config
@@ -57,7 +59,8 @@ class ScaledRandom(SeededInitializer):
 
     Raises:
         ValueError: If `scale` is not a positive finite number, or `distribution` or `seed`
-            is not one of the values above.
+            is not one of the values above; at call time, if the values would overflow the
+            dtype (`scale=1e5` in float16).
 
     Reference:
         - [Glorot & Bengio, 2010](https://proceedings.mlr.press/v9/glorot10a.html), whose
@@ -78,6 +81,8 @@ class ScaledRandom(SeededInitializer):
         shape, dtype = standardize_call(shape, dtype)
         if math.prod(shape) == 0:
             return ops.zeros(shape, dtype=dtype)
+        reach = largest_draw(self.distribution, self.scale)
+        check_representable("scale", self.scale, reach, dtype, shape)
         if self.distribution == "truncated_normal":
             return _sampling.truncated_normal(shape, self.scale, dtype, self._seed_for_call())
         if self.distribution in ("normal", "untruncated_normal"):

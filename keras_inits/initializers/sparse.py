@@ -15,9 +15,11 @@ from keras_inits.initializers.base import (
     Activation,
     ActivationInitializer,
     Seed,
+    check_int,
+    check_number,
     check_positive,
-    is_int,
-    is_real,
+    check_representable,
+    largest_draw,
     standardize_call,
 )
 
@@ -78,6 +80,11 @@ class Sparse(ActivationInitializer):
         layout: `"standard"`, `"depthwise"` or `"transpose"`: which weights are a unit's
             incoming weights (above).
 
+    Raises:
+        ValueError: If an argument is not one of the values above (NumPy scalars are
+            accepted as numbers); at call time, if `connections` exceeds `fan_in` or the
+            non-zeros would overflow the dtype (`std=1e5` in float16).
+
     Reference:
         - [Martens, 2010](https://www.cs.toronto.edu/~jmartens/docs/Deep_HessianFree.pdf),
           "Deep learning via Hessian-free optimization" (sparse initialization, k = 15).
@@ -100,19 +107,11 @@ class Sparse(ActivationInitializer):
                 f"Received: sparsity={sparsity!r}, connections={connections!r}"
             )
         if sparsity is not None:
-            if not is_real(sparsity) or not 0.0 <= sparsity < 1.0:
-                raise ValueError(
-                    "Argument `sparsity` must be a number in [0, 1). "
-                    f"Received: sparsity={sparsity!r}"
-                )
-            sparsity = float(sparsity)
+            sparsity = check_number(
+                "sparsity", sparsity, minimum=0.0, maximum=1.0, exclusive_maximum=True
+            )
         if connections is not None:
-            if not is_int(connections) or connections < 1:
-                raise ValueError(
-                    "Argument `connections` must be an int >= 1. "
-                    f"Received: connections={connections!r}"
-                )
-            connections = int(connections)
+            connections = check_int("connections", connections, minimum=1)
         if std is not None:
             std = check_positive("std", std)
         self.sparsity = sparsity
@@ -148,6 +147,9 @@ class Sparse(ActivationInitializer):
                 f"Received: connections={connections!r}"
             )
         std = self.std if self.std is not None else self.gain / math.sqrt(connections)
+        # A given std is the argument to blame; otherwise the activation's gain set it.
+        culprit, value = ("std", self.std) if self.std is not None else ("activation", self.activation)
+        check_representable(culprit, value, largest_draw("normal", std), dtype, shape)
         kernel = _sampling.sparse_kernel(fan_in, units, connections, std, dtype, self._seed_for_call())
         if self.layout == "transpose":
             # Columns are the output channels (axis -2); rows the taps times input channels.

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_inits.initializers.base import is_real, standardize_call
+from keras_inits.initializers.base import check_number, check_representable, standardize_call
 
 __all__ = ["Dirac"]
 
@@ -39,15 +39,17 @@ class Dirac(keras.initializers.Initializer):
     Args:
         gain: The value of the identity entries (a finite number).
 
+    Raises:
+        ValueError: If `gain` is not a finite number; at call time, if the shape is not of
+            rank 2 to 5 or `gain` overflows the dtype (`gain=1e5` in float16).
+
     Reference:
         - [Zagoruyko & Komodakis, 2017](https://arxiv.org/abs/1706.00388), "DiracNets:
           Training Very Deep Neural Networks Without Skip-Connections".
     """
 
     def __init__(self, gain: float = 1.0) -> None:
-        if not is_real(gain) or not math.isfinite(gain):
-            raise ValueError(f"Argument `gain` must be a finite number. Received: gain={gain!r}")
-        self.gain = float(gain)
+        self.gain = check_number("gain", gain)
 
     def __call__(self, shape, dtype=None):
         shape, dtype = standardize_call(shape, dtype)
@@ -58,6 +60,7 @@ class Dirac(keras.initializers.Initializer):
             )
         if math.prod(shape) == 0:
             return ops.zeros(shape, dtype=dtype)
+        check_representable("gain", self.gain, abs(self.gain), dtype, shape)
         identity = ops.eye(shape[-2], shape[-1], dtype=dtype) * self.gain
         spatial = shape[:-2]
         kernel = ops.reshape(identity, (1,) * len(spatial) + shape[-2:])

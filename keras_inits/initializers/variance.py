@@ -19,7 +19,6 @@ from keras_inits.initializers.base import (
     Seed,
     check_choice,
     check_distribution,
-    draw,
     standardize_call,
     upgrade_0_1_config,
 )
@@ -143,7 +142,7 @@ class He(_VarianceScaling):
         fan_in, fan_out = compute_fans(shape, self.layout)
         fan = fan_in if self.mode == "fan_in" else fan_out
         variance = self.gain**2 / fan
-        return draw(self.distribution, shape, variance, dtype, self._seed_for_call())
+        return self._draw(shape, variance, dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -223,7 +222,7 @@ class Xavier(_VarianceScaling):
             return ops.zeros(shape, dtype=dtype)
         fan_in, fan_out = compute_fans(shape, self.layout)
         variance = 2.0 / (fan_in / self.forward_gain**2 + fan_out / self.backward_gain**2)
-        return draw(self.distribution, shape, variance, dtype, self._seed_for_call())
+        return self._draw(shape, variance, dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {
