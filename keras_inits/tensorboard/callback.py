@@ -21,8 +21,7 @@ from typing import Any, Literal, Union
 import keras
 import numpy as np
 
-from keras_inits import _probe
-from keras_inits import backend
+from keras_inits import _checks, _probe, backend
 from keras_inits._probe import LayerSelection
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard import protos
@@ -90,31 +89,10 @@ def _validate_log_dir(log_dir: Any) -> str:
     return path
 
 
-def _validate_bool(value: Any, argument: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{argument}` must be True or False. Received: {argument}={value!r}")
-    return bool(value)
-
-
-def _validate_layers(layers: Any) -> LayerSelection:
-    """The type of ``layers=`` (names are resolved against the model at train begin)."""
-    accepted = (str, type, list, tuple)
-    if layers is None or isinstance(layers, accepted) or callable(layers):
-        return layers
-    raise TypeError(
-        "`layers` must be None, a layer path, a layer class, a predicate or a list of "
-        f"paths and classes. Received: layers={layers!r}"
-    )
-
-
-def _validate_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(
-            f"`step` must be a non-negative integer or None. Received: step={step!r}"
-        )
-    if step < 0:
-        raise ValueError(f"`step` must be a non-negative integer. Received: step={step!r}")
-    return int(step)
+def _validated_layers(layers: Any) -> LayerSelection:
+    """``layers=`` with its type checked (which names exist is checked against the model)."""
+    _probe.check_selection(layers)
+    return layers
 
 
 def _format_steps(steps: list[int]) -> str:
@@ -316,10 +294,10 @@ class ActivationStatistics(keras.callbacks.Callback):
         super().__init__()
         self.log_dir = _validate_log_dir(log_dir)
         self.update_freq = _resolve_update_freq(update_freq, freq)
-        self.layers = _validate_layers(layers)
-        self.histograms = _validate_bool(histograms, "histograms")
-        self.gradients = _validate_bool(gradients, "gradients")
-        self.images = _validate_bool(images, "images") and matplotlib_available()
+        self.layers = _validated_layers(layers)
+        self.histograms = _checks.check_bool("histograms", histograms)
+        self.gradients = _checks.check_bool("gradients", gradients)
+        self.images = _checks.check_bool("images", images) and matplotlib_available()
         x, y = _probe.split_data(data)
         if self.gradients and y is None:
             raise ValueError(
@@ -410,7 +388,7 @@ class ActivationStatistics(keras.callbacks.Callback):
             OSError: if the run directory cannot be created.
         """
         if step is not None:
-            step = _validate_step(step)
+            step = _checks.check_int("step", step, minimum=0)
         if getattr(self, "_model", None) is None:
             raise ValueError(
                 "ActivationStatistics.write needs a model: call set_model(model) first. "
