@@ -16,6 +16,7 @@ from typing import Any
 
 import keras
 
+from keras_inits._checks import is_int
 from keras_inits.activations.serialization import (
     deserialize_activation,
     deserialize_activation_kwargs,
@@ -102,7 +103,7 @@ def _seed_generator_from_config(seed: dict) -> keras.random.SeedGenerator:
         or seed.get("registered_name") is not None
         or not isinstance(arguments, dict)
         or not set(arguments) <= SEED_GENERATOR_ARGUMENTS
-        or not _is_int_or_none(arguments.get("seed"))
+        or not (arguments.get("seed") is None or is_int(arguments.get("seed")))
         or not isinstance(arguments.get("name"), (str, type(None)))
     ):
         raise ValueError(
@@ -126,7 +127,3 @@ def _seed_generator_from_config(seed: dict) -> keras.random.SeedGenerator:
             f"`keras.random.SeedGenerator`. Received: seed={seed!r}"
         )
     return generator
-
-
-def _is_int_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool))
