@@ -8,7 +8,7 @@ __version__ = "0.2.0"
 
 from keras_inits.fans import compute_fans
 from keras_inits.gains import gain, variance_slope
-from keras_inits.initializers import Dirac, He, ScaledRandom, Sparse, Xavier
+from keras_inits.initializers import Dirac, He, LooksLinear, ScaledRandom, Sparse, Xavier
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard.callback import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, LSUVReport, lsuv
@@ -22,6 +22,7 @@ __all__ = [
     "LSUVLayerReport",
     "LSUVReport",
     "LayerStatistics",
+    "LooksLinear",
     "ReinitReport",
     "ScaledRandom",
     "Sparse",

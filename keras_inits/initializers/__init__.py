@@ -5,10 +5,11 @@ registered names are those of 0.1, so ``.keras`` files written by 0.1 still load
 
 - `base`: argument checks, dtypes, seeds and the dense draw every class shares;
 - `variance`: `He`, `Xavier`; `sparse`: `Sparse`; `structured`: `Dirac`;
-  `scaled`: `ScaledRandom`.
+  `scaled`: `ScaledRandom`; `mirrored`: `LooksLinear`.
 """
 
 from keras_inits.initializers.base import TRUNCATED_NORMAL_STD
+from keras_inits.initializers.mirrored import LooksLinear
 from keras_inits.initializers.scaled import ScaledRandom
 from keras_inits.initializers.sparse import DEFAULT_CONNECTIONS, Sparse
 from keras_inits.initializers.structured import Dirac
@@ -19,6 +20,7 @@ __all__ = [
     "TRUNCATED_NORMAL_STD",
     "Dirac",
     "He",
+    "LooksLinear",
     "ScaledRandom",
     "Sparse",
     "Xavier",
