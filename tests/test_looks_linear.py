@@ -1,4 +1,4 @@
-"""LooksLinear: mirrored orthogonal kernels make a ReLU network exactly linear at initialization."""
+"""LooksLinear: mirrored orthogonal kernels make a ReLU network exactly linear at init."""
 
 from __future__ import annotations
 

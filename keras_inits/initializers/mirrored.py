@@ -116,7 +116,9 @@ class LooksLinear(SeededInitializer):
           Mean Field Theory of CNNs" (the delta-orthogonal convolution kernel).
     """
 
-    def __init__(self, position: Position = "hidden", gain: float = 1.0, seed: Seed = None) -> None:
+    def __init__(
+        self, position: Position = "hidden", gain: float = 1.0, seed: Seed = None
+    ) -> None:
         self.position = check_choice("position", position, POSITIONS)
         self.gain = check_positive("gain", gain)
         super().__init__(seed=seed)
