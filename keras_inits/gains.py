@@ -374,8 +374,9 @@ WEIGHT_STD_MAX = 1e3
 # The q* = 0 branch's exact root may lie this far above the bracket: chi_1 - 1 is O(q*^2)
 # just above it (tanh), below the quadrature's resolution.
 LIMIT_ROOT_RTOL = 1e-6
-# A root of chi_1 - 1 further from 0 than this is a jump, not a critical point.
-CRITICAL_ATOL = 1e-8
+# A root of chi_1 - 1 further from 0 than this, or with a divergent length map just above it
+# (chi_1 -> 1 only as q* -> inf: softplus), is a jump, not a critical point.
+CRITICAL_ATOL = 1e-10
 # |chi_1 - 1| below this: at criticality, the correlation depth scale is infinite.
 CRITICAL_DEPTH_ATOL = 1e-12
 # The chaotic fixed point c* < 1 is bracketed from c = 1 - step for these steps.
@@ -787,11 +788,12 @@ def _fixed_point(phi: ResolvedActivation, sigma_w: float, sigma_b: float) -> flo
                 return None
             low = high
             high *= LENGTH_SEARCH_FACTOR
-        return _log_root(lambda q: _length_excess(phi, q, sigma_w, sigma_b), low, high)
+        root = _log_root(lambda q: _length_excess(phi, q, sigma_w, sigma_b), low, high)
+        return root if root <= LENGTH_LIMIT else None
     at_zero = sigma_w**2 * float(phi(np.zeros(1))[0]) ** 2 + sigma_b**2
     high = 1.0
     low = high / LENGTH_SEARCH_FACTOR
-    while _length_excess(phi, low, sigma_w, sigma_b) < 0.0:
+    while _length_excess(phi, low, sigma_w, sigma_b) <= 0.0:
         high = low
         low /= LENGTH_SEARCH_FACTOR
         if low < LENGTH_FLOOR:
@@ -879,12 +881,14 @@ def _critical_weight_std(phi: ResolvedActivation, sigma_b: float) -> float:
     lower, upper = _bracketed_root(excess, *bracket)
     sigma_w = _refine_limit_root(phi, math.exp(lower), math.exp(upper), sigma_b)
     q_star = _fixed_point(phi, sigma_w, sigma_b)
-    if q_star is None or abs(excess(math.log(sigma_w))) > CRITICAL_ATOL:
+    crossing = _fixed_point(phi, math.exp(upper), sigma_b) is not None
+    if q_star is None or not crossing or abs(excess(math.log(sigma_w))) > CRITICAL_ATOL:
         below = excess(lower) + 1.0
         raise ValueError(
-            "No critical point: chi_1 does not cross 1 but jumps from "
-            f"{below:.6g} to a length map without a finite fixed point at weight_std = "
-            f"{math.exp(upper):.6g}. Received: {phi.describe()}, bias_std={sigma_b!r}"
+            f"No critical point: chi_1 does not cross 1; it reaches {below:.10g} just below "
+            f"weight_std = {math.exp(upper):.6g}, above which the length map has no finite "
+            "fixed point (the pre-activation variance grows without bound). "
+            f"Received: {phi.describe()}, bias_std={sigma_b!r}"
         )
     return sigma_w
 

@@ -210,6 +210,20 @@ def test_no_critical_point_for_gelu_without_a_bias():
         edge_of_chaos("gelu")
 
 
+def test_no_critical_point_where_chi_1_reaches_1_only_as_the_variance_diverges():
+    # softplus: chi_1 -> 1 as weight_std -> sqrt(2) from below, where q* -> inf.
+    with pytest.raises(ValueError, match=r"No critical point.*activation='softplus'"):
+        edge_of_chaos("softplus", bias_std=0.05)
+
+
+def test_gelu_with_a_large_bias_has_a_critical_point():
+    criticality = edge_of_chaos("gelu", bias_std=0.5)
+    assert criticality.chi_1 == pytest.approx(1.0, abs=CHI_ATOL)
+    assert criticality.length_fixed_point == pytest.approx(
+        length_fixed_point("gelu", criticality.weight_std, 0.5), rel=1e-12
+    )
+
+
 # ------------------------------------------------------------------------------------------
 # The length map.
 # ------------------------------------------------------------------------------------------
