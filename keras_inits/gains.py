@@ -385,7 +385,9 @@ CORRELATION_STEPS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 CORRELATION_RTOL = 1e-12
 # Inner panel edges, in standard deviations of the inner normal variable (kinks are added).
 _INNER_EDGES = np.unique(
-    np.concatenate([np.linspace(-10.0, 10.0, 81), [-40.0, -30.0, -20.0, -14.0, 14.0, 20.0, 30.0, 40.0]])
+    np.concatenate(
+        [np.linspace(-10.0, 10.0, 81), [-40.0, -30.0, -20.0, -14.0, 14.0, 20.0, 30.0, 40.0]]
+    )
 )
 # Positive homogeneity phi(s x) = s phi(x) is tested at these scales and points.
 HOMOGENEITY_SCALES = (0.25, 4.0)
@@ -435,7 +437,8 @@ def length_fixed_point(
     and ``q*`` is the fixed point it reaches from a unit-variance input (``q^0 = 1``): the
     sign change of ``G(q) - q`` nearest to ``q = 1``, searched by factors of 4 and refined by
     bracketed root finding. It is ``0.0`` when the map contracts to 0 (``phi(0) = 0``,
-    ``sigma_b = 0``: tanh with ``sigma_w <= 1``; fixed points below 1e-12 count as 0), and ``1.0`` when every ``q`` is a fixed point
+    ``sigma_b = 0``: tanh with ``sigma_w <= 1``; fixed points below 1e-12 count as 0), and
+    ``1.0`` when every ``q`` is a fixed point
     (relu at ``sigma_w = sqrt(2)``, ``sigma_b = 0``).
 
     Examples:
@@ -527,7 +530,9 @@ def correlation_map(
     phi = resolve_activation(activation, activation_kwargs)
     sigma_w, sigma_b = _check_stds(weight_std, bias_std)
     q = _evaluation_variance(phi, sigma_w, sigma_b)
-    mapped = np.array([_correlation_step(phi, q, value, sigma_w, sigma_b) for value in values.ravel()])
+    mapped = np.array(
+        [_correlation_step(phi, q, value, sigma_w, sigma_b) for value in values.ravel()]
+    )
     if isinstance(c, np.ndarray):
         return mapped.reshape(values.shape)
     return float(mapped[0])
@@ -555,9 +560,10 @@ def edge_of_chaos(
     For a positively homogeneous activation (relu, leaky_relu, linear) ``chi_1 =
     sigma_w^2 E[phi'(z)^2]`` does not depend on ``q``: critical at ``sigma_w = g_b`` (relu:
     ``sqrt(2)``) where the length map is neutral, so a critical point exists only at
-    ``bias_std = 0``. For a network with ``fan_in`` inputs per unit, draw the weights with
-    std ``weight_std / sqrt(fan_in)`` (``He(scale=weight_std**2 / gain**2)`` or
-    ``ScaledRandom``) and biases with std ``bias_std``.
+    ``bias_std = 0``. For a layer with ``fan_in`` inputs per unit, draw the weights with std
+    ``weight_std / sqrt(fan_in)`` (``keras.initializers.VarianceScaling(scale=weight_std**2,
+    mode="fan_in", distribution="untruncated_normal")``, or an orthogonal kernel with gain
+    ``weight_std``) and the biases from ``keras.initializers.RandomNormal(stddev=bias_std)``.
 
     Examples:
 
@@ -946,9 +952,12 @@ def _bivariate_expectation(
         centre = root * c * z1
         if spread == 0.0:
             return second(centre)
-        kink_edges = np.clip((kinks[None, :] - centre[:, None]) / spread, -INTEGRATION_BOUND, INTEGRATION_BOUND)
+        kink_edges = np.clip(
+            (kinks[None, :] - centre[:, None]) / spread, -INTEGRATION_BOUND, INTEGRATION_BOUND
+        )
+        base_edges = np.broadcast_to(_INNER_EDGES, (len(z1), len(_INNER_EDGES)))
         edges = np.sort(
-            np.concatenate([np.broadcast_to(_INNER_EDGES, (len(z1), len(_INNER_EDGES))), kink_edges], axis=1),
+            np.concatenate([base_edges, kink_edges], axis=1),
             axis=1,
         )
         left, right = edges[:, :-1], edges[:, 1:]
