@@ -666,7 +666,7 @@ def depth_scale(
     if chi_1 < 1.0:
         return _depth(chi_1)
     c_star = _chaotic_fixed_point(phi, q, sigma_w, sigma_b)
-    derivative = functools.partial(_derivative_of, phi)
+    derivative = phi.derivative
     scale = _scaled_expectation(phi, q, "derivative_squared")
     chi_c = sigma_w**2 * _bivariate_expectation(derivative, derivative, q, c_star, phi, scale)
     return _depth(chi_c)
@@ -919,10 +919,6 @@ def _refine_limit_root(
 
 
 # The correlation map.
-
-
-def _derivative_of(phi: ResolvedActivation, x: np.ndarray) -> np.ndarray:
-    return phi.derivative(x)
 
 
 def _bivariate_expectation(
