@@ -7,7 +7,15 @@ Importing this package registers every initializer with Keras's serialization, s
 __version__ = "0.2.0"
 
 from keras_inits.fans import compute_fans
-from keras_inits.gains import gain, variance_slope
+from keras_inits.gains import (
+    Criticality,
+    correlation_map,
+    depth_scale,
+    edge_of_chaos,
+    gain,
+    length_fixed_point,
+    variance_slope,
+)
 from keras_inits.initializers import Dirac, He, LooksLinear, ScaledRandom, Sparse, Xavier
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard.callback import ActivationStatistics
@@ -16,6 +24,7 @@ from keras_inits.reinit import ReinitReport, reinitialize
 
 __all__ = [
     "ActivationStatistics",
+    "Criticality",
     "Dirac",
     "He",
     "LSUV",
@@ -29,7 +38,11 @@ __all__ = [
     "Xavier",
     "activation_statistics",
     "compute_fans",
+    "correlation_map",
+    "depth_scale",
+    "edge_of_chaos",
     "gain",
+    "length_fixed_point",
     "lsuv",
     "reinitialize",
     "variance_slope",
