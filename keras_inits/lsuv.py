@@ -320,8 +320,8 @@ def lsuv(
         walk.restore_all()
         raise ValueError(
             f"lsuv stopped at layer {error.path!r}: its {error.what} is not finite (NaN or inf) "
-            f"after {error.iterations} rescaling(s). Every kernel (and centred bias) was restored to its value "
-            "before the call. Check the inputs and the layers before it."
+            f"after {error.iterations} rescaling(s). Every kernel (and centred bias) was restored "
+            "to its value before the call. Check the inputs and the layers before it."
         ) from None
     except BaseException:
         walk.restore_all()
@@ -337,8 +337,8 @@ def lsuv(
         )
         warnings.warn(
             f"lsuv: {len(restored)} layer(s) did not reach std {target_std} within tol {tol} in "
-            f"{max_iter} iteration(s); their kernels (and biases) were restored to their values before the "
-            f"call: {details}.",
+            f"{max_iter} iteration(s); their kernels (and biases) were restored to their values "
+            f"before the call: {details}.",
             stacklevel=2,
         )
     changed = [variable for kernels, _ in walk._originals.values() for variable in kernels]
@@ -445,7 +445,9 @@ def _plan(layer: keras.layers.Layer, weights: tuple[graph.Weight, ...]) -> _Plan
                 "convolutional cells): its gate pre-activations cannot be measured "
                 "from its input"
             )
-        return _Plan(layer, kernels, tuple(inputs), projections=tuple(inputs), center_reason=RECURRENT_BIAS)
+        return _Plan(
+            layer, kernels, tuple(inputs), projections=tuple(inputs), center_reason=RECURRENT_BIAS
+        )
     pointwise = tuple(weight.variable for weight in weights if weight.role == _POINTWISE_KERNEL)
     biases = [weight.variable for weight in weights if weight.role == _BIAS]
     if not biases:
@@ -574,8 +576,10 @@ def _orthonormal(shape: tuple[int, ...], seed: int | None) -> np.ndarray:
     return matrix.reshape(shape)
 
 
-def _unit_axes(layer: keras.layers.Layer, tensor: Any, unit_shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The axes of ``tensor`` a unit's mean is taken over, or ``None`` if it does not fit ``unit_shape``.
+def _unit_axes(
+    layer: keras.layers.Layer, tensor: Any, unit_shape: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """The axes of ``tensor`` a unit's mean is taken over; ``None`` if it does not fit ``unit_shape``.
 
     ``unit_shape`` is aligned with the trailing axes (as ``ops.add(outputs, bias)``
     broadcasts it); a ``channels_first`` layer's units are on axis 1. Axes where
@@ -597,8 +601,10 @@ def _unit_axes(layer: keras.layers.Layer, tensor: Any, unit_shape: tuple[int, ..
     return tuple(range(offset)) + spread
 
 
-def _unit_means(layer: keras.layers.Layer, tensor: Any, unit_shape: tuple[int, ...]) -> np.ndarray | None:
-    """Each unit's mean (float64, of ``unit_shape``) of ``tensor``, or ``None`` if the shapes do not fit."""
+def _unit_means(
+    layer: keras.layers.Layer, tensor: Any, unit_shape: tuple[int, ...]
+) -> np.ndarray | None:
+    """Each unit's mean (float64, of ``unit_shape``) of ``tensor``; ``None`` if the shapes do not fit."""
     axes = _unit_axes(layer, tensor, unit_shape)
     if axes is None:
         return None
@@ -607,7 +613,7 @@ def _unit_means(layer: keras.layers.Layer, tensor: Any, unit_shape: tuple[int, .
 
 
 def _largest_mean(layer: keras.layers.Layer, tensors: Any, bias: Any) -> float:
-    """The largest ``|mean|`` of a unit (an entry of ``bias``, else a channel) of one measured tensor."""
+    """The largest ``|mean|`` of a unit (an entry of ``bias``, else a channel) of one tensor."""
     if len(tensors) != 1:
         return math.nan
     tensor = tensors[0]

@@ -20,6 +20,8 @@ TOL = 0.02
 MEAN_BOUND = 1e-3
 #: The inputs' mean: every unit of the first layer then has a clearly non-zero mean.
 INPUT_SHIFT = 0.5
+#: The std of the random biases of the models that start with one.
+BIAS_STD = 0.5
 IMAGE_SIDE = 8
 CHANNELS = 3
 
@@ -31,6 +33,10 @@ def to_numpy(value):
 def probe_batch(shape=(SAMPLES, WIDTH), seed=0) -> np.ndarray:
     values = np.random.default_rng(seed).standard_normal(shape) + INPUT_SHIFT
     return values.astype("float32")
+
+
+def random_bias() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(stddev=BIAS_STD, seed=0)
 
 
 def deep_mlp(activation: str, depth: int = DEPTH, seed: int = 0, **dense_kwargs) -> keras.Sequential:
@@ -89,7 +95,7 @@ def test_every_unit_has_mean_zero_and_the_target_std(activation):
 
 def test_centring_takes_one_rescaling_per_layer():
     # Kernel and bias scale together: the pre-activation is multiplied by the factor exactly.
-    model = deep_mlp("gelu", bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=1))
+    model = deep_mlp("gelu", bias_initializer=random_bias())
     report = lsuv(model, probe_batch(), seed=0, center=True, tol=1e-4)
     assert all(entry.converged for entry in report.values())
     assert max(entry.iterations for entry in report.values()) <= 1
@@ -134,7 +140,8 @@ def test_layers_without_bias_are_reported_not_centred():
             assert entry.center_reason == NO_BIAS
             # Not centred: the GELU mean of its input reaches it.
             assert entry.mean_after > 10 * MEAN_BOUND
-            assert entry.mean_after == pytest.approx(np.max(np.abs(unit_means(pre[f"d{index}"]))), rel=1e-3)
+            largest = np.max(np.abs(unit_means(pre[f"d{index}"])))
+            assert entry.mean_after == pytest.approx(largest, rel=1e-3)
 
 
 def test_small_cnn_is_centred_per_filter():
@@ -192,7 +199,7 @@ def test_recurrent_layers_are_not_centred_and_keep_their_bias():
 
 def test_a_layer_that_cannot_converge_gets_its_bias_back():
     # Constant inputs: once centred, the first layer's pre-activation is 0, its std cannot be 1.
-    model = deep_mlp("tanh", depth=2, bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=0))
+    model = deep_mlp("tanh", depth=2, bias_initializer=random_bias())
     first = model.layers[0]
     kernel = to_numpy(first.kernel)
     bias = to_numpy(first.bias)
@@ -209,7 +216,7 @@ def test_a_layer_that_cannot_converge_gets_its_bias_back():
 
 
 def test_non_finite_values_restore_every_kernel_and_bias():
-    model = deep_mlp("relu", depth=3, bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=0))
+    model = deep_mlp("relu", depth=3, bias_initializer=random_bias())
     before = [to_numpy(variable) for variable in model.weights]
     x = probe_batch()
     x[0, 0] = np.inf
