@@ -8,7 +8,15 @@ __version__ = "0.2.0"
 
 from keras_inits.fans import compute_fans
 from keras_inits.gains import gain, variance_slope
-from keras_inits.initializers import Dirac, He, ScaledRandom, Sparse, Xavier
+from keras_inits.initializers import (
+    DeltaOrthogonal,
+    Dirac,
+    He,
+    ScaledOrthogonal,
+    ScaledRandom,
+    Sparse,
+    Xavier,
+)
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard.callback import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, LSUVReport, lsuv
@@ -16,6 +24,7 @@ from keras_inits.reinit import ReinitReport, reinitialize
 
 __all__ = [
     "ActivationStatistics",
+    "DeltaOrthogonal",
     "Dirac",
     "He",
     "LSUV",
@@ -23,6 +32,7 @@ __all__ = [
     "LSUVReport",
     "LayerStatistics",
     "ReinitReport",
+    "ScaledOrthogonal",
     "ScaledRandom",
     "Sparse",
     "Xavier",
