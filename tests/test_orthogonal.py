@@ -72,7 +72,7 @@ def test_default_gain_is_hes_relu_gain():
     assert leaky.gain == pytest.approx(math.sqrt(2.0 / 1.25), rel=1e-12)
 
 
-def test_int_seed_gives_the_numpy_lapack_kernel_on_every_backend():
+def test_int_seed_gives_the_numpy_gaussians_q_on_every_backend():
     # The documented recipe, so a seed gives the same kernel whatever the backend.
     gaussian = np.random.default_rng(5).standard_normal((6, 4), dtype=np.float32)
     q, r = np.linalg.qr(gaussian)

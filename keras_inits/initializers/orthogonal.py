@@ -8,11 +8,14 @@ scale it by a gain, He's forward gain of the activation unless
 `gain` is given.
 
 With an int seed (or ``seed=None``) the Gaussian is drawn by NumPy's
-``numpy.random.default_rng(seed)`` and factorized by LAPACK (``numpy.linalg.qr``), so a seed
-gives the same kernel on every backend, and eager JAX compiles nothing per kernel shape. With a
-`keras.random.SeedGenerator` the draw and the factorization are the backend's
-(`keras.random.normal`, `keras.ops.qr`), which also trace under `tf.function` and `jax.jit`.
-float16 and bfloat16 kernels are factorized in float32 and cast; float64 kernels in float64.
+``numpy.random.default_rng(seed)``; with a `keras.random.SeedGenerator` by `keras.random.normal`
+(which traces under `tf.function` and `jax.jit`). The QR is the backend's `keras.ops.qr`, as in
+Keras's `Orthogonal`. The Q whose R has a positive diagonal is unique, so an int seed gives the
+same kernel on every backend up to float rounding (measured: within 1e-6). NumPy's own
+``numpy.linalg.qr`` is not used: its multithreaded OpenBLAS slowed by 10x to 50x on a loaded
+2-core machine (a (2304, 256) QR took 5-9 s beside TensorFlow's thread pool, 0.15 s with one
+thread). float16 and bfloat16 kernels are factorized in float32 and cast; float64 kernels in
+float64.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ def orthogonal_matrix(rows: int, cols: int, dtype: str, seed: Any, gain: float =
         rows: Number of rows (> 0).
         cols: Number of columns (> 0).
         dtype: The dtype of the result (a float dtype name).
-        seed: An int (NumPy draw and LAPACK QR, the same on every backend) or a
-            `keras.random.SeedGenerator` (the backend's draw and QR).
+        seed: An int (NumPy's draw, the same kernel on every backend to rounding) or a
+            `keras.random.SeedGenerator` (the backend's draw).
         gain: The factor every singular value gets.
 
     Returns:
@@ -70,11 +73,9 @@ def orthogonal_matrix(rows: int, cols: int, dtype: str, seed: Any, gain: float =
     tall = max(rows, cols)
     short = min(rows, cols)
     work_dtype = _sampling.compute_dtype(dtype)
-    if isinstance(seed, keras.random.SeedGenerator):
-        matrix = _backend_orthonormal_columns(tall, short, work_dtype, seed) * gain
-    else:
-        columns = _numpy_orthonormal_columns(tall, short, work_dtype, seed)
-        matrix = ops.convert_to_tensor(columns * np.asarray(gain, dtype=work_dtype))
+    q, r = ops.qr(_gaussian(tall, short, work_dtype, seed), mode="reduced")
+    signs = ops.cast(ops.where(ops.diagonal(r) < 0, -gain, gain), work_dtype)
+    matrix = q * signs
     if rows < cols:
         matrix = ops.transpose(matrix)
     if keras.backend.standardize_dtype(matrix.dtype) == dtype:
@@ -82,20 +83,13 @@ def orthogonal_matrix(rows: int, cols: int, dtype: str, seed: Any, gain: float =
     return ops.cast(matrix, dtype)
 
 
-def _numpy_orthonormal_columns(tall: int, short: int, work_dtype: str, seed: int) -> np.ndarray:
-    """The Haar Q of a `(tall, short)` Gaussian from ``numpy.random.default_rng(seed)``."""
-    gaussian = np.random.default_rng(seed).standard_normal((tall, short), dtype=work_dtype)
-    q, r = np.linalg.qr(gaussian)
-    signs = np.where(np.diagonal(r) < 0, -1.0, 1.0).astype(work_dtype)
-    return q * signs
-
-
-def _backend_orthonormal_columns(tall: int, short: int, work_dtype: str, seed):
-    """The Haar Q of a `(tall, short)` Gaussian drawn with a `keras.random.SeedGenerator`."""
-    gaussian = keras.random.normal((tall, short), dtype=work_dtype, seed=seed)
-    q, r = ops.qr(gaussian, mode="reduced")
-    signs = ops.where(ops.diagonal(r) < 0, -1.0, 1.0)
-    return q * ops.cast(signs, work_dtype)
+def _gaussian(rows: int, cols: int, work_dtype: str, seed: Any):
+    """Standard normal `(rows, cols)` values: NumPy's for an int seed, the backend's for a
+    `keras.random.SeedGenerator`."""
+    if isinstance(seed, keras.random.SeedGenerator):
+        return keras.random.normal((rows, cols), dtype=work_dtype, seed=seed)
+    values = np.random.default_rng(seed).standard_normal((rows, cols), dtype=work_dtype)
+    return ops.convert_to_tensor(values)
 
 
 class _ScaledOrthogonalBase(ActivationInitializer):
@@ -163,10 +157,10 @@ class ScaledOrthogonal(_ScaledOrthogonalBase):
     and keeps the whole spectrum of its input-output Jacobian at 1 with a linear activation
     (dynamical isometry; with tanh near its criticality, Pennington et al. 2017).
 
-    `W` is the Q of the QR decomposition of a Gaussian matrix with the sign correction by R's
-    diagonal (Haar). With an int seed the Gaussian comes from ``numpy.random.default_rng(seed)``
-    and the QR from LAPACK, so the kernel is the same on every backend; with a
-    `keras.random.SeedGenerator`, from `keras.random.normal` and `keras.ops.qr`. float16 and
+    `W` is the Q of the QR decomposition (`keras.ops.qr`) of a Gaussian matrix with the sign
+    correction by R's diagonal (Haar). With an int seed the Gaussian comes from
+    ``numpy.random.default_rng(seed)``, so the kernel is the same on every backend up to float
+    rounding; with a `keras.random.SeedGenerator`, from `keras.random.normal`. float16 and
     bfloat16 kernels are factorized in float32 and cast.
 
     Examples:
@@ -184,8 +178,8 @@ class ScaledOrthogonal(_ScaledOrthogonalBase):
             `keras.activations` function, an element-wise callable (registered to be saved) or
             `None` (linear, g = 1). Only recorded when `gain` is given.
         gain: The gain `g` (> 0); `None` takes He's forward gain of `activation`.
-        seed: An int in [0, 2**63) (the same values on every call, every backend, and after
-            `from_config`), a `keras.random.SeedGenerator` (new values on every call) or
+        seed: An int in [0, 2**63) (the same values on every call, on every backend up to
+            rounding, and after `from_config`), a `keras.random.SeedGenerator` (new values on every call) or
             `None` (new values on every call, so one instance can be shared by many layers).
         activation_kwargs: Keyword arguments of the activation, e.g.
             `{"negative_slope": 0.1}` for `"leaky_relu"`.
