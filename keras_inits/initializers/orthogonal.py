@@ -4,8 +4,7 @@ Both draw a Haar-distributed (uniformly random) orthogonal matrix: the Q of the 
 decomposition of a Gaussian matrix, with the sign of each column flipped where R's diagonal is
 negative (without it, Q's law depends on the sign convention of the QR routine and is not
 Haar; Mezzadri 2007, "How to generate random matrices from the classical compact groups"). Both
-scale it by a gain, He's forward gain of the activation unless
-`gain` is given.
+scale it by a gain, He's forward gain of the activation unless `gain` is given.
 
 With an int seed (or ``seed=None``) the Gaussian is drawn by NumPy's
 ``numpy.random.default_rng(seed)``; with a `keras.random.SeedGenerator` by `keras.random.normal`
