@@ -6,7 +6,10 @@ the medians (ours / Keras). Goals (issue #2):
 
 - He and Xavier at most 1.1x their Keras equivalents (HeNormal, GlorotUniform), every shape;
 - He's truncated normal (its default) at most 0.7x Keras's HeNormal at 4096 x 4096;
-- Sparse(sparsity=0.9) at most 3x RandomNormal at 4096 x 4096.
+- Sparse(sparsity=0.9) at most 3x RandomNormal at 4096 x 4096;
+- ScaledOrthogonal at most 1x Keras's Orthogonal at 4096 x 4096 and 3 x 3 x 256 x 256, and
+  DeltaOrthogonal at most 1x Orthogonal at 3 x 3 x 256 x 256 (issue #10; a QR costs seconds at
+  4096 x 4096, so those pairs take fewer repeats).
 
 Dirac is compared with keras.initializers.Identity on 2-D shapes (Identity only does 2-D).
 The ratios are against the Keras built-ins of the backend the script runs on: run it once
@@ -46,6 +49,14 @@ PAIRS = [
     ("Dirac()", lambda: keras_inits.Dirac(),
      lambda: keras.initializers.Identity(), "Identity"),
 ]
+
+# The orthogonal family against Keras's Orthogonal, on the shapes of issue #10 only.
+CONV = (3, 3, 256, 256)
+ORTHOGONAL_PAIRS = [
+    ("ScaledOrthogonal()", lambda: keras_inits.ScaledOrthogonal(seed=1), [LARGE, CONV]),
+    ("DeltaOrthogonal()", lambda: keras_inits.DeltaOrthogonal(seed=1), [CONV]),
+]
+ORTHOGONAL_REPEATS = {LARGE: 3, CONV: 9}
 
 
 def block(tensor) -> None:
@@ -104,6 +115,17 @@ def main() -> None:
                 f"{theirs_text} {ratio_text}",
                 flush=True,
             )
+    for label, make_ours, shapes in ORTHOGONAL_PAIRS:
+        for shape in shapes:
+            theirs = keras.initializers.Orthogonal(seed=1)
+            ours_ms, theirs_ms = time_pair(make_ours(), theirs, shape, ORTHOGONAL_REPEATS[shape])
+            ratio = ours_ms / theirs_ms
+            ratios[(label.split("(")[0], shape)] = ratio
+            print(
+                f"{str(shape):<18} {label:<26} {ours_ms:9.2f} {'Orthogonal':<14} "
+                f"{theirs_ms:9.2f} {ratio:6.2f}x",
+                flush=True,
+            )
     print()
     goals = [
         ("He <= 1.1x HeNormal at every shape", max(ratios[("He", s)] for s in SHAPES), 1.1),
@@ -111,6 +133,12 @@ def main() -> None:
          max(ratios[("Xavier", s)] for s in SHAPES), 1.1),
         ("He truncated normal <= 0.7x HeNormal at 4096x4096", ratios[("He", LARGE)], 0.7),
         ("Sparse(sparsity=0.9) <= 3x RandomNormal at 4096x4096", ratios[("Sparse", LARGE)], 3.0),
+        ("ScaledOrthogonal <= 1x Orthogonal at 4096x4096", ratios[("ScaledOrthogonal", LARGE)],
+         1.0),
+        ("ScaledOrthogonal <= 1x Orthogonal at 3x3x256x256",
+         ratios[("ScaledOrthogonal", CONV)], 1.0),
+        ("DeltaOrthogonal <= 1x Orthogonal at 3x3x256x256", ratios[("DeltaOrthogonal", CONV)],
+         1.0),
     ]
     for text, ratio, limit in goals:
         verdict = "met" if ratio <= limit else "not met"

@@ -16,7 +16,16 @@ from keras_inits.gains import (
     length_fixed_point,
     variance_slope,
 )
-from keras_inits.initializers import Dirac, He, LooksLinear, ScaledRandom, Sparse, Xavier
+from keras_inits.initializers import (
+    DeltaOrthogonal,
+    Dirac,
+    He,
+    LooksLinear,
+    ScaledOrthogonal,
+    ScaledRandom,
+    Sparse,
+    Xavier,
+)
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard.callback import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, LSUVReport, lsuv
@@ -25,6 +34,7 @@ from keras_inits.reinit import ReinitReport, reinitialize
 __all__ = [
     "ActivationStatistics",
     "Criticality",
+    "DeltaOrthogonal",
     "Dirac",
     "He",
     "LSUV",
@@ -33,6 +43,7 @@ __all__ = [
     "LayerStatistics",
     "LooksLinear",
     "ReinitReport",
+    "ScaledOrthogonal",
     "ScaledRandom",
     "Sparse",
     "Xavier",
