@@ -8,7 +8,6 @@ from typing import Any, Literal
 import keras
 from keras import ops
 
-from keras_inits import _sampling
 from keras_inits.initializers.base import (
     Seed,
     SeededInitializer,
@@ -18,6 +17,7 @@ from keras_inits.initializers.base import (
     standardize_call,
 )
 from keras_inits.initializers.configs import seeded_initializer_config
+from keras_inits.initializers.orthogonal import orthogonal_matrix
 
 __all__ = ["POSITIONS", "LooksLinear"]
 
@@ -137,7 +137,7 @@ class LooksLinear(SeededInitializer):
         check_representable("gain", self.gain, self.gain * _LARGEST_ORTHOGONAL_ENTRY, dtype, shape)
         rows = fan_in if self.position == "first" else fan_in // 2
         columns = fan_out if self.position == "last" else fan_out // 2
-        block = haar_orthogonal(rows, columns, dtype, self._seed_for_call()) * self.gain
+        block = orthogonal_matrix(rows, columns, dtype, self._seed_for_call(), gain=self.gain)
         matrix = _mirror(block, self.position)
         return _delta(matrix, shape, dtype)
 
@@ -163,38 +163,6 @@ class LooksLinear(SeededInitializer):
             ValueError: If `position`, `gain` or `seed` is not one of the allowed forms.
         """
         return cls(**seeded_initializer_config(config))
-
-
-def haar_orthogonal(rows: int, columns: int, dtype: str, seed: Any):
-    """A Haar-random `(rows, columns)` matrix with orthonormal rows or columns.
-
-    The QR factorization of an i.i.d. N(0, 1) matrix `A = Q R` of shape `(max, min)`, with the
-    columns of `Q` multiplied by the signs of `R`'s diagonal (Mezzadri, 2007), gives `Q`
-    Haar-distributed on the Stiefel manifold; a wide matrix is the transpose of a tall one.
-    The factorization runs in float32 (float64 for float64) and the result is cast to `dtype`.
-
-    Args:
-        rows: The number of rows (>= 1).
-        columns: The number of columns (>= 1).
-        dtype: The dtype of the result (a float dtype name).
-        seed: A seed as `keras.random.normal` takes it.
-
-    Returns:
-        A tensor `Q` with `Q Q^T = I` if `rows <= columns`, else `Q^T Q = I`.
-
-    Reference:
-        - [Mezzadri, 2007](https://arxiv.org/abs/math-ph/0609050), "How to generate random
-          matrices from the classical compact groups".
-    """
-    work_dtype = _sampling.compute_dtype(dtype)
-    tall = (max(rows, columns), min(rows, columns))
-    gaussian = keras.random.normal(tall, dtype=work_dtype, seed=seed)
-    q, r = ops.qr(gaussian, mode="reduced")
-    signs = ops.where(ops.diagonal(r) < 0, -1.0, 1.0)
-    q = q * ops.cast(signs, work_dtype)[None, :]
-    if rows < columns:
-        q = ops.transpose(q)
-    return ops.cast(q, dtype)
 
 
 def _mirror(block, position: str):
