@@ -18,6 +18,7 @@ from keras_inits.initializers.base import (
 )
 from keras_inits.initializers.configs import seeded_initializer_config
 from keras_inits.initializers.orthogonal import orthogonal_matrix
+from keras_inits.initializers.structured import at_centre_tap
 
 __all__ = ["POSITIONS", "LooksLinear"]
 
@@ -139,7 +140,7 @@ class LooksLinear(SeededInitializer):
         columns = fan_out if self.position == "last" else fan_out // 2
         block = orthogonal_matrix(rows, columns, dtype, self._seed_for_call(), gain=self.gain)
         matrix = _mirror(block, self.position)
-        return _delta(matrix, shape, dtype)
+        return at_centre_tap(matrix, shape)
 
     def _check_widths(self, shape: tuple[int, ...]) -> None:
         fan_in, fan_out = shape[-2:]
@@ -174,14 +175,3 @@ def _mirror(block, position: str):
     top = ops.concatenate([block, -block], axis=1)
     return ops.concatenate([top, -top], axis=0)
 
-
-def _delta(matrix, shape: tuple[int, ...], dtype: str):
-    """`matrix` at the tap `padding="same"` aligns with the output, zeros elsewhere."""
-    spatial = shape[:-2]
-    kernel = ops.reshape(matrix, (1,) * len(spatial) + shape[-2:])
-    for axis, size in enumerate(spatial):
-        tap = ops.cast(ops.arange(size) == (size - 1) // 2, dtype)
-        broadcast = [1] * len(shape)
-        broadcast[axis] = size
-        kernel = kernel * ops.reshape(tap, broadcast)
-    return kernel

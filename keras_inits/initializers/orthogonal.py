@@ -36,6 +36,7 @@ from keras_inits.initializers.base import (
     standardize_call,
 )
 from keras_inits.initializers.configs import activation_initializer_config
+from keras_inits.initializers.structured import at_centre_tap
 
 __all__ = ["DeltaOrthogonal", "ScaledOrthogonal"]
 
@@ -96,10 +97,10 @@ class _ScaledOrthogonalBase(ActivationInitializer):
 
     def __init__(
         self,
-        activation: Activation,
-        gain: float | None,
-        seed: Seed,
-        activation_kwargs: Mapping[str, Any] | None,
+        activation: Activation = "relu",
+        gain: float | None = None,
+        seed: Seed = None,
+        activation_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if gain is not None:
             gain = check_positive("gain", gain)
@@ -195,15 +196,6 @@ class ScaledOrthogonal(_ScaledOrthogonalBase):
           sigmoid in deep learning through dynamical isometry: theory and practice".
     """
 
-    def __init__(
-        self,
-        activation: Activation = "relu",
-        gain: float | None = None,
-        seed: Seed = None,
-        activation_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(activation, gain, seed, activation_kwargs)
-
     def __call__(self, shape, dtype=None):
         shape, dtype = standardize_call(shape, dtype)
         if len(shape) < MATRIX_RANK:
@@ -267,15 +259,6 @@ class DeltaOrthogonal(_ScaledOrthogonalBase):
           nonlinear dynamics of learning in deep linear neural networks".
     """
 
-    def __init__(
-        self,
-        activation: Activation = "relu",
-        gain: float | None = None,
-        seed: Seed = None,
-        activation_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(activation, gain, seed, activation_kwargs)
-
     def __call__(self, shape, dtype=None):
         shape, dtype = standardize_call(shape, dtype)
         if len(shape) not in CONVOLUTION_RANKS:
@@ -295,16 +278,5 @@ class DeltaOrthogonal(_ScaledOrthogonalBase):
             return ops.zeros(shape, dtype=dtype)
         self._check_representable(dtype, shape)
         matrix = orthogonal_matrix(inputs, outputs, dtype, self._seed_for_call(), self.gain)
-        return _at_centre_tap(matrix, shape)
+        return at_centre_tap(matrix, shape)
 
-
-def _at_centre_tap(matrix, shape: tuple[int, ...]):
-    """A kernel of `shape` holding `matrix` at the centre tap and zeros elsewhere (in ops)."""
-    spatial = shape[:-2]
-    kernel = ops.reshape(matrix, (1,) * len(spatial) + shape[-2:])
-    for axis, size in enumerate(spatial):
-        tap = ops.cast(ops.arange(size) == (size - 1) // 2, matrix.dtype)
-        broadcast = [1] * len(shape)
-        broadcast[axis] = size
-        kernel = kernel * ops.reshape(tap, broadcast)
-    return kernel

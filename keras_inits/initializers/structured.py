@@ -62,14 +62,31 @@ class Dirac(keras.initializers.Initializer):
             return ops.zeros(shape, dtype=dtype)
         check_representable("gain", self.gain, abs(self.gain), dtype, shape)
         identity = ops.eye(shape[-2], shape[-1], dtype=dtype) * self.gain
-        spatial = shape[:-2]
-        kernel = ops.reshape(identity, (1,) * len(spatial) + shape[-2:])
-        for axis, size in enumerate(spatial):
-            tap = ops.cast(ops.arange(size) == (size - 1) // 2, dtype)
-            broadcast = [1] * len(shape)
-            broadcast[axis] = size
-            kernel = kernel * ops.reshape(tap, broadcast)
-        return kernel
+        return at_centre_tap(identity, shape)
 
     def get_config(self) -> dict[str, Any]:
         return {"gain": self.gain}
+
+
+def at_centre_tap(matrix, shape: tuple[int, ...]):
+    """A kernel of `shape` holding the `(in, out)` `matrix` at the centre tap, zeros elsewhere.
+
+    The centre tap is index `(k - 1) // 2` on every spatial axis of size `k`: the tap that
+    `padding="same"` aligns with the output position, so a convolution with this kernel
+    applies `matrix` to every position's channel vector. A rank-2 `shape` is `matrix` itself.
+
+    Args:
+        matrix: A backend tensor of shape `shape[-2:]`.
+        shape: The kernel shape `(*spatial, in, out)`.
+
+    Returns:
+        A backend tensor of `shape` and `matrix`'s dtype.
+    """
+    spatial = shape[:-2]
+    kernel = ops.reshape(matrix, (1,) * len(spatial) + tuple(shape[-2:]))
+    for axis, size in enumerate(spatial):
+        tap = ops.cast(ops.arange(size) == (size - 1) // 2, matrix.dtype)
+        broadcast = [1] * len(shape)
+        broadcast[axis] = size
+        kernel = kernel * ops.reshape(tap, broadcast)
+    return kernel
