@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from keras_inits import _checks, _sampling, backend
-from keras_inits._checks import is_int, is_real, plain
+from keras_inits._checks import is_int, plain
 from keras_inits.activations import deserialize_activation, serialize_activation
 from keras_inits.gains import gain as activation_gain
 
