@@ -50,13 +50,15 @@ PAIRS = [
      lambda: keras.initializers.Identity(), "Identity"),
 ]
 
-# The orthogonal family against Keras's Orthogonal, on the shapes of issue #10 only.
+# The orthogonal family against Keras's Orthogonal, on the shapes of issue #10, and one Dense
+# kernel of a deep MLP (256 x 256, no goal: a fixed cost per call dominates there).
+SMALL_SQUARE = (256, 256)
 CONV = (3, 3, 256, 256)
 ORTHOGONAL_PAIRS = [
-    ("ScaledOrthogonal()", lambda: keras_inits.ScaledOrthogonal(seed=1), [LARGE, CONV]),
+    ("ScaledOrthogonal()", lambda: keras_inits.ScaledOrthogonal(seed=1), [SMALL_SQUARE, LARGE, CONV]),
     ("DeltaOrthogonal()", lambda: keras_inits.DeltaOrthogonal(seed=1), [CONV]),
 ]
-ORTHOGONAL_REPEATS = {LARGE: 3, CONV: 9}
+ORTHOGONAL_REPEATS = {SMALL_SQUARE: 25, LARGE: 3, CONV: 9}
 
 
 def block(tensor) -> None:

@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 from keras_inits import DeltaOrthogonal, ScaledOrthogonal, backend, gain
+from keras_inits.initializers.orthogonal import HOUSEHOLDER_BLOCK
 
 KS_P_MIN = 1e-4
 ORTHOGONALITY_TOL = 1e-5
@@ -72,13 +73,34 @@ def test_default_gain_is_hes_relu_gain():
     assert leaky.gain == pytest.approx(math.sqrt(2.0 / 1.25), rel=1e-12)
 
 
-def test_int_seed_gives_the_numpy_gaussians_q_on_every_backend():
-    # The documented recipe, so a seed gives the same kernel whatever the backend.
-    gaussian = np.random.default_rng(5).standard_normal((6, 4), dtype=np.float32)
-    q, r = np.linalg.qr(gaussian)
-    expected = (q * np.where(np.diagonal(r) < 0, -1.0, 1.0) * 1.5).T
-    kernel = as_float64(ScaledOrthogonal(gain=1.5, seed=5)((4, 6), "float32"))
-    np.testing.assert_allclose(kernel, expected, rtol=0, atol=1e-6)
+def stewart_reference(gaussian):
+    """Stewart's construction column by column in float64: the reflector of column j is built
+    from gaussian[j:, j] alone, and Q = H_0 ... H_{k-1} I[:, :k] with column j times sign(beta_j)."""
+    rows, cols = gaussian.shape
+    q = np.eye(rows, cols)
+    betas = np.empty(cols)
+    for j in reversed(range(cols)):
+        x = gaussian[j:, j].astype(np.float64)
+        betas[j] = -(1.0 if x[0] >= 0 else -1.0) * np.linalg.norm(x)
+        v = x / (x[0] - betas[j])
+        v[0] = 1.0
+        q[j:, :] -= np.outer(v, 2.0 * (v @ q[j:, :]) / (v @ v))
+    return q * np.sign(betas)
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (300, 260)])
+def test_int_seed_gives_the_documented_construction_on_every_backend(shape):
+    # The documented recipe, so a seed gives the same kernel whatever the backend; (300, 260)
+    # spans two blocks of HOUSEHOLDER_BLOCK reflectors.
+    if max(shape) > HOUSEHOLDER_BLOCK:
+        assert max(shape) < 2 * HOUSEHOLDER_BLOCK
+    tall, short = max(shape), min(shape)
+    gaussian = np.random.default_rng(5).standard_normal((tall, short), dtype=np.float32)
+    expected = stewart_reference(gaussian) * 1.5
+    if shape[0] < shape[1]:
+        expected = expected.T
+    kernel = as_float64(ScaledOrthogonal(gain=1.5, seed=5)(shape, "float32"))
+    np.testing.assert_allclose(kernel, expected, rtol=0, atol=1e-5)
 
 
 def test_seed_semantics():
