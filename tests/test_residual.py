@@ -189,7 +189,6 @@ def test_no_merges_in_a_plain_model():
     assert structure.classifier is None
 
 
-@pytest.mark.backends("tensorflow")
 def test_gpt2_backbone_two_merges_per_layer():
     structure = residual_structure(gpt2())
     attention_leaves = ("query", "key", "value")
@@ -219,7 +218,6 @@ def test_gpt2_backbone_two_merges_per_layer():
     assert structure.classifier is None
 
 
-@pytest.mark.backends("tensorflow")
 def test_bert_backbone_post_norm_merges():
     structure = residual_structure(bert())
     assert [(block.merge, block.m, block.last_kernel.path) for block in structure.blocks] == [
@@ -306,7 +304,6 @@ def test_deepnet_rule():
     assert "attention0/query/kernel" not in report.residual
 
 
-@pytest.mark.backends("tensorflow")
 def test_depth_scaled_and_deepnet_on_gpt2():
     last = [
         f"transformer_layer_{layer}/{name}/kernel"
