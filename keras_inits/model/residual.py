@@ -229,14 +229,23 @@ class _Flow:
         return index
 
     def _sum_of(self, value: np.ndarray, members: list[int]) -> tuple[int, int] | None:
-        """Two tensors among ``members`` whose sum is ``value`` (the most recent first)."""
-        candidates = [index for index in reversed(members) if self.array(index).shape == value.shape]
+        """Two tensors among ``members`` whose sum is ``value`` (the most recent first).
+
+        A pair is compared element by element only when the totals of its entries add up
+        (one scalar test per pair), so a tensor that is no sum costs little.
+        """
+        candidates = [index for index in dict.fromkeys(reversed(members)) if self.array(index).shape == value.shape]
         if value.size == 0 or len(candidates) < _MERGE_INPUTS:
             return None
         limit = SUM_TOLERANCE * max(float(np.max(np.abs(value))), np.finfo(np.float32).tiny)
+        totals = np.array([float(np.sum(self.array(index))) for index in candidates])
+        total_limit = limit * value.size
+        total = float(np.sum(value))
         for position, later in enumerate(candidates):
+            close = np.abs(totals[position + 1 :] - (total - totals[position])) <= total_limit
             rest = value - self.array(later)
-            for earlier in candidates[position + 1 :]:
+            for offset in np.flatnonzero(close):
+                earlier = candidates[position + 1 + int(offset)]
                 if np.max(np.abs(rest - self.array(earlier))) <= limit:
                     return earlier, later
         return None
