@@ -168,6 +168,27 @@ def test_subclassed_blocks_found_by_value():
     assert structure.classifier == "head"
 
 
+class ProjectionBlock(layers.Layer):
+    """``proj(x) + fc2(relu(fc1(x)))`` with the relu and the ``+`` as bare ops of ``call``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.proj = layers.Dense(WIDTH, name="proj")
+        self.fc1 = layers.Dense(WIDTH, name="fc1")
+        self.fc2 = layers.Dense(WIDTH, name="fc2")
+
+    def call(self, x):
+        shortcut = self.proj(x)
+        return shortcut + self.fc2(keras.ops.relu(self.fc1(x)))
+
+
+def test_subclassed_projection_shortcut_with_a_bare_relu():
+    model = keras.Sequential([keras.Input((4,)), ProjectionBlock(name="block"), layers.Dense(2, name="head")])
+    structure = residual_structure(model)
+    assert summary(structure.blocks) == [(0, "block/+0", "block", ("block/fc1", "block/fc2"), ("block/proj",), 2)]
+    assert structure.classifier == "head"
+
+
 def test_encoder_attention_and_feed_forward_branches():
     blocks = residual_blocks(encoder())
     assert [(block.merge, block.attention, block.m) for block in blocks] == [

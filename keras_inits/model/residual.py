@@ -24,11 +24,16 @@ What the trace sees
 * What the trace cannot see: a sum consumed by another unseen op before any layer receives
   it (``ops.reshape(x + r)``); a sum of more than two tensors in one expression (``a + b + c``
   is found as ``(a + b) + c`` only if a layer receives ``a + b``); and the data flow through
-  unseen ops: a tensor no layer returned (an ``ops.relu``, an einsum inside attention) is
-  taken as computed from every tensor its ``call`` received or computed before it. That is
-  exact for attention (everything in it comes from its inputs) and over-counts a skip
-  projection as an ancestor of the branch in a subclassed block that applies an activation
-  as a bare op after the projection: there, use an ``Activation`` layer or ``activation=``.
+  unseen ops. A tensor no layer returned that is a common activation (relu, relu6,
+  leaky_relu, tanh, sigmoid, silu, softplus, elu, selu, mish, gelu; Keras's default
+  arguments) of one of the two most recent tensors of its shape in the same ``call`` is
+  found by value too, and comes from that tensor alone. Any other such tensor (a reshape,
+  an einsum inside attention, a scaled tensor, an activation with other arguments) is taken
+  as computed from every tensor its ``call`` received or computed before it. That is exact
+  for attention (everything in it comes from its inputs) and can make a skip projection an
+  ancestor of the branch (then read as an identity skip with a shorter branch) in a
+  subclassed block that applies such an op after the projection: there, use a layer
+  (``Activation``, ``Reshape``, ...) so that the trace sees it.
   A branch whose output is exactly zero (a zero last kernel and a zero bias, as after
   ``"fixup"``) still matches, through the most recent zero tensor.
 
@@ -80,6 +85,7 @@ import keras
 import numpy as np
 
 from keras_inits import backend
+from keras_inits.activations import CLOSED_FORMS
 from keras_inits.model.graph import (
     KERNEL_ROLES,
     Weight,
@@ -99,6 +105,24 @@ __all__ = ["SUM_TOLERANCE", "ResidualBlock", "ResidualStructure", "residual_bloc
 SUM_TOLERANCE = 1e-5
 #: Class name of the addition operation of a Functional graph (``x + y``, ``keras.ops.add``).
 _ADD_OPERATION = "Add"
+#: Activations recognised by value when a ``call`` applies them as bare ops
+#: (``keras.ops.relu(x)``), cheapest first, with their Keras default arguments.
+_BARE_ACTIVATIONS: tuple[tuple[str, dict], ...] = (
+    ("relu", {}),
+    ("relu6", {}),
+    ("leaky_relu", {}),
+    ("tanh", {}),
+    ("sigmoid", {}),
+    ("silu", {}),
+    ("softplus", {}),
+    ("elu", {}),
+    ("selu", {}),
+    ("mish", {}),
+    ("gelu", {"approximate": True}),
+    ("gelu", {}),
+)
+#: How many of the most recent tensors of a call's scope are tried as the argument of a bare activation.
+_ACTIVATION_CANDIDATES = 2
 _MERGE_INPUTS = 2
 
 
@@ -220,7 +244,9 @@ class _Flow:
         value = np.asarray(backend.current().to_numpy(tensor), dtype=np.float64)
         summands = self._sum_of(value, members)
         if summands is None:
-            return self.add(tensor, tuple(members), [])
+            argument = self._activation_argument(value, members)
+            parents = tuple(members) if argument is None else (argument,)
+            return self.add(tensor, parents, [])
         index = self.add(tensor, summands, [])
         count = self.sums.get(container, 0)
         self.sums[container] = count + 1
@@ -248,6 +274,20 @@ class _Flow:
                 earlier = candidates[position + 1 + int(offset)]
                 if np.max(np.abs(rest - self.array(earlier))) <= limit:
                     return earlier, later
+        return None
+
+    def _activation_argument(self, value: np.ndarray, members: list[int]) -> int | None:
+        """The tensor ``value`` is an activation of, among the most recent of ``members``."""
+        recent = [index for index in dict.fromkeys(reversed(members)) if self.array(index).shape == value.shape]
+        if value.size == 0:
+            return None
+        limit = SUM_TOLERANCE * max(float(np.max(np.abs(value))), np.finfo(np.float32).tiny)
+        for index in recent[:_ACTIVATION_CANDIDATES]:
+            argument = self.array(index)
+            for name, kwargs in _BARE_ACTIVATIONS:
+                phi = CLOSED_FORMS[name](**kwargs)[0]
+                if np.max(np.abs(value - phi(argument))) <= limit:
+                    return index
         return None
 
     # the wrappers ------------------------------------------------------------------
