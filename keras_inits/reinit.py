@@ -248,7 +248,8 @@ def reinitialize(
       f(x)``): it changes the model, not its initial weights, and is out of scope here.
 
     A weight in several branches (nested residual blocks) gets the product of their factors.
-    ``report.residual`` says per weight what the scheme did (zeroed, or scaled by what).
+    ``report.residual`` says per weight what the scheme did (zeroed, or scaled by what); a
+    factor of exactly 1 (a model with one block) changes nothing and is not listed.
 
     Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
     ``jax.distributed``, ``torch.distributed``) call it on every worker: at the end every
@@ -271,6 +272,17 @@ def reinitialize(
     'gelu'
     >>> sorted(report.skipped)[:1]
     ['dense/bias']
+
+    A residual scheme after the draws (here Fixup: the branch's last kernel and the head zero):
+
+    >>> inputs = keras.Input((16,))
+    >>> hidden = keras.layers.Dense(16, activation="relu", name="fc1")(inputs)
+    >>> hidden = keras.layers.Dense(16, name="fc2")(hidden)
+    >>> merged = keras.layers.Add(name="add")([inputs, hidden])
+    >>> residual_model = keras.Model(inputs, keras.layers.Dense(2, name="head")(merged))
+    >>> report = reinitialize(residual_model, seed=0, residual="fixup")
+    >>> [(path, change.action) for path, change in report.residual.items()]
+    [('fc2/kernel', 'zeroed'), ('head/kernel', 'zeroed'), ('head/bias', 'zeroed')]
 
     Args:
         model: A built Keras model (Sequential, Functional, subclassed or nested).
@@ -464,6 +476,8 @@ def _apply_residual(
     changes: dict[str, ResidualChange] = {}
     for path, weight in weights.items():
         factor = products[path]
+        if factor == 1.0:  # one block: L^(-1/(2m-2)) and 1/sqrt(L) change nothing
+            continue
         variable = weight.variable
         if factor == 0.0:
             variable.assign(keras.ops.zeros(weight.shape, dtype=weight.dtype))

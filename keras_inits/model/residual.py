@@ -79,6 +79,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 import keras
@@ -184,9 +185,8 @@ class ResidualStructure:
 
 @dataclasses.dataclass
 class _Tensor:
-    """One tensor of the traced pass: its position, producers and the tensors it came from."""
+    """One tensor of the traced pass: the tensors it came from and the layers that returned it."""
 
-    index: int
     value: Any
     parents: tuple[int, ...]
     producers: list[str]
@@ -197,7 +197,6 @@ class _Merge:
     path: str
     container: str | None
     summands: tuple[int, int]
-    order: int
 
 
 class _Flow:
@@ -219,7 +218,7 @@ class _Flow:
 
     def add(self, tensor: Any, parents: tuple[int, ...], producers: list[str]) -> int:
         index = len(self.tensors)
-        self.tensors.append(_Tensor(index, tensor, parents, producers))
+        self.tensors.append(_Tensor(tensor, parents, producers))
         self.by_id[id(tensor)] = index
         self.alive.append(tensor)
         for _, members in self.scopes:
@@ -251,7 +250,7 @@ class _Flow:
         count = self.sums.get(container, 0)
         self.sums[container] = count + 1
         prefix = "" if container is None else container + "/"
-        self.merges.append(_Merge(f"{prefix}+{count}", container, summands, len(self.merges)))
+        self.merges.append(_Merge(f"{prefix}+{count}", container, summands))
         return index
 
     def _sum_of(self, value: np.ndarray, members: list[int]) -> tuple[int, int] | None:
@@ -295,7 +294,12 @@ class _Flow:
     def wrap(self, target: Any, traced: Callable[[Callable], Callable]) -> None:
         original = target.call
         had_own_call = "call" in vars(target)
-        object.__setattr__(target, "call", traced(original))
+        wrapper = traced(original)
+        try:
+            wrapper.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            pass
+        object.__setattr__(target, "call", wrapper)
 
         def undo() -> None:
             if had_own_call:
@@ -323,7 +327,7 @@ class _Flow:
                     self.add(tensor, inputs, [path])
                 if isinstance(layer, keras.layers.Add) and len(inputs) == _MERGE_INPUTS:
                     container = self.scopes[-1][0] if self.scopes else None
-                    self.merges.append(_Merge(path, container, inputs, len(self.merges)))
+                    self.merges.append(_Merge(path, container, inputs))
                 return outputs
 
             return call
@@ -360,7 +364,7 @@ class _Flow:
                 is_sum = type(operation).__name__ == _ADD_OPERATION and len(inputs) == _MERGE_INPUTS
                 if is_sum and tensors and self._same_shape(inputs, tensors[0]):
                     prefix = "" if container is None else container + "/"
-                    self.merges.append(_Merge(prefix + operation.name, container, inputs, len(self.merges)))
+                    self.merges.append(_Merge(prefix + operation.name, container, inputs))
                 return outputs
 
             return call
