@@ -410,3 +410,15 @@ def test_bad_residual_factor(arguments, message):
 def test_residual_factor_type():
     with pytest.raises(TypeError, match=r"Received: residual_factor='0\.5'"):
         reinitialize(residual_mlp(), residual="depth_scaled", residual_factor="0.5")
+
+
+def test_scheme_changed_weights_are_broadcast(monkeypatch):
+    model = residual_mlp()
+    broadcast: list = []
+    monkeypatch.setattr(current(), "broadcast_from_chief", lambda variables: broadcast.extend(variables))
+    report = reinitialize(model, seed=SEED, residual="fixup")
+    sent = {id(variable) for variable in broadcast}
+    changed = {weight.path: weight.variable for weight in model_graph(model).weights() if weight.path in report.residual}
+    assert set(changed) == set(report.residual)
+    assert all(id(variable) in sent for variable in changed.values())
+    assert len(sent) == len(broadcast) == len(report.drawn) + 1  # the kernels, and the head's bias
