@@ -244,7 +244,8 @@ def reinitialize(
       DeepNet's encoder-decoder rule is not implemented), multiplies every kernel of the
       other (feed-forward) branches and the value and output projections
       (``_value_dense``, ``_output_dense``) of each attention branch; query and key kernels
-      are kept. DeepNet's ``alpha`` multiplies the skip in the forward pass (``x alpha +
+      are kept (a cross-attention branch holds only its query and output projections: its
+      key and value project the encoder's output, outside the decoder's branch). DeepNet's ``alpha`` multiplies the skip in the forward pass (``x alpha +
       f(x)``): it changes the model, not its initial weights, and is out of scope here.
 
     A weight in several branches (nested residual blocks) gets the product of their factors.

@@ -253,6 +253,30 @@ def test_bert_backbone_post_norm_merges():
     assert structure.classifier == "pooled_dense"
 
 
+def test_keras_hub_encoder_decoder_layers_three_merges_in_the_decoder():
+    import keras_hub
+
+    encoder_inputs = keras.Input((4, 8))
+    decoder_inputs = keras.Input((4, 8))
+    encoded = keras_hub.layers.TransformerEncoder(16, 2, name="enc")(encoder_inputs)
+    decoded = keras_hub.layers.TransformerDecoder(16, 2, name="dec")(decoder_inputs, encoded)
+    model = keras.Model([encoder_inputs, decoder_inputs], layers.Dense(3, name="head")(decoded))
+    structure = residual_structure(model)
+    assert [(block.merge, block.m, block.attention, block.last_kernel.path) for block in structure.blocks] == [
+        ("enc/+0", 4, True, "enc/self_attention_layer/attention_output/kernel"),
+        ("enc/+1", 2, False, "enc/feedforward_output_dense/kernel"),
+        ("dec/+0", 4, True, "dec/self_attention/attention_output/kernel"),
+        ("dec/+1", 2, True, "dec/cross_attention/attention_output/kernel"),
+        ("dec/+2", 2, False, "dec/feedforward_output_dense/kernel"),
+    ]
+    # cross attention: key and value project the encoder's output, not the decoder's stream
+    assert [weight.path for weight in structure.blocks[3].kernels] == [
+        "dec/cross_attention/query/kernel",
+        "dec/cross_attention/attention_output/kernel",
+    ]
+    assert structure.classifier == "head"
+
+
 # --------------------------------------------------------------------------------------
 # The schemes: each weight read back against a draw from the same seed without the scheme
 # --------------------------------------------------------------------------------------
