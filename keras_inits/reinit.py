@@ -245,8 +245,9 @@ def reinitialize(
       other (feed-forward) branches and the value and output projections
       (``_value_dense``, ``_output_dense``) of each attention branch; query and key kernels
       are kept (a cross-attention branch holds only its query and output projections: its
-      key and value project the encoder's output, outside the decoder's branch). DeepNet's ``alpha`` multiplies the skip in the forward pass (``x alpha +
-      f(x)``): it changes the model, not its initial weights, and is out of scope here.
+      key and value project the encoder's output, outside the decoder's branch). DeepNet's
+      ``alpha`` multiplies the skip in the forward pass (``x alpha + f(x)``): it changes the
+      model, not its initial weights, and is out of scope here.
 
     A weight in several branches (nested residual blocks) gets the product of their factors.
     ``report.residual`` says per weight what the scheme did (zeroed, or scaled by what); a
@@ -427,7 +428,8 @@ def _residual_factors(
     factors: list[tuple[Weight, float, int | None, str]] = []
     if residual in ("fixup", "zero"):
         for block in blocks:
-            factors.append((block.last_kernel, 0.0, block.index, f"{residual}: last kernel of the branch zero"))
+            rule = f"{residual}: last kernel of the branch zero"
+            factors.append((block.last_kernel, 0.0, block.index, rule))
     if residual == "fixup":
         for block in blocks:
             if block.m < 2:

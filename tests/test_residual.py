@@ -321,7 +321,8 @@ def test_fixup_rule_on_the_residual_mlp():
 
 def test_fixup_on_the_resnet_keeps_the_projection():
     factor = 2 ** (-1.0 / 2)
-    expected = {"b0_conv2/kernel": 0.0, "b1_conv2/kernel": 0.0, "b0_conv1/kernel": factor, "b1_conv1/kernel": factor}
+    expected = {"b0_conv2/kernel": 0.0, "b1_conv2/kernel": 0.0}
+    expected.update({"b0_conv1/kernel": factor, "b1_conv1/kernel": factor})
     expected.update({"head/kernel": 0.0, "head/bias": 0.0})
     scheme_against_plain(resnet, expected, residual="fixup")
 
@@ -343,7 +344,8 @@ def test_deepnet_rule():
     beta = (8 * 2) ** (-0.25)
     expected = {}
     for index in range(2):
-        for path in (f"attention{index}/value", f"attention{index}/attention_output", f"ffn_in{index}", f"ffn_out{index}"):
+        attention = (f"attention{index}/value", f"attention{index}/attention_output")
+        for path in (*attention, f"ffn_in{index}", f"ffn_out{index}"):
             expected[f"{path}/kernel"] = beta
     report = scheme_against_plain(encoder, expected, residual="deepnet")
     assert "attention0/query/kernel" not in report.residual
@@ -442,7 +444,8 @@ def test_scheme_changed_weights_are_broadcast(monkeypatch):
     monkeypatch.setattr(current(), "broadcast_from_chief", lambda variables: broadcast.extend(variables))
     report = reinitialize(model, seed=SEED, residual="fixup")
     sent = {id(variable) for variable in broadcast}
-    changed = {weight.path: weight.variable for weight in model_graph(model).weights() if weight.path in report.residual}
+    weights = model_graph(model).weights()
+    changed = {weight.path: weight.variable for weight in weights if weight.path in report.residual}
     assert set(changed) == set(report.residual)
     assert all(id(variable) in sent for variable in changed.values())
     assert len(sent) == len(broadcast) == len(report.drawn) + 1  # the kernels, and the head's bias

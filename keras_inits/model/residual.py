@@ -99,7 +99,13 @@ from keras_inits.model.graph import (
     sample_inputs,
 )
 
-__all__ = ["SUM_TOLERANCE", "ResidualBlock", "ResidualStructure", "residual_blocks", "residual_structure"]
+__all__ = [
+    "SUM_TOLERANCE",
+    "ResidualBlock",
+    "ResidualStructure",
+    "residual_blocks",
+    "residual_structure",
+]
 
 #: Relative tolerance of the by-value test ``u == a + b`` for sums the trace cannot see
 #: (``max |u - (a + b)| <= SUM_TOLERANCE * max(|u|)``): float32 rounding is ~1e-7.
@@ -253,13 +259,18 @@ class _Flow:
         self.merges.append(_Merge(f"{prefix}+{count}", container, summands))
         return index
 
+    def _same_shape_recent(self, value: np.ndarray, members: list[int]) -> list[int]:
+        """The distinct tensors among ``members`` of ``value``'s shape, the most recent first."""
+        recent = dict.fromkeys(reversed(members))
+        return [index for index in recent if self.array(index).shape == value.shape]
+
     def _sum_of(self, value: np.ndarray, members: list[int]) -> tuple[int, int] | None:
         """Two tensors among ``members`` whose sum is ``value`` (the most recent first).
 
         A pair is compared element by element only when the totals of its entries add up
         (one scalar test per pair), so a tensor that is no sum costs little.
         """
-        candidates = [index for index in dict.fromkeys(reversed(members)) if self.array(index).shape == value.shape]
+        candidates = self._same_shape_recent(value, members)
         if value.size == 0 or len(candidates) < _MERGE_INPUTS:
             return None
         limit = SUM_TOLERANCE * max(float(np.max(np.abs(value))), np.finfo(np.float32).tiny)
@@ -277,7 +288,7 @@ class _Flow:
 
     def _activation_argument(self, value: np.ndarray, members: list[int]) -> int | None:
         """The tensor ``value`` is an activation of, among the most recent of ``members``."""
-        recent = [index for index in dict.fromkeys(reversed(members)) if self.array(index).shape == value.shape]
+        recent = self._same_shape_recent(value, members)
         if value.size == 0:
             return None
         limit = SUM_TOLERANCE * max(float(np.max(np.abs(value))), np.finfo(np.float32).tiny)
@@ -334,7 +345,9 @@ class _Flow:
 
         return traced
 
-    def _container_call(self, path: str | None, original: Callable, inputs: tuple[int, ...], args, kwargs) -> Any:
+    def _container_call(
+        self, path: str | None, original: Callable, inputs: tuple[int, ...], args: tuple, kwargs: dict
+    ) -> Any:
         self.scopes.append((path, list(inputs)))
         try:
             outputs = original(*args, **kwargs)
@@ -506,7 +519,8 @@ def _structure(
             continue
         attention = any(isinstance(layers[path], keras.layers.MultiHeadAttention) for path in branch)
         skip = tuple(path for path in _producers(flow, skip_tensors) if path not in branch)
-        blocks.append(ResidualBlock(len(blocks), merge.path, merge.container, tuple(branch), skip, kernels, attention))
+        block = ResidualBlock(len(blocks), merge.path, merge.container, tuple(branch), skip, kernels, attention)
+        blocks.append(block)
         in_branches.update(branch)
     classifier = _classifier(flow, blocks, in_branches, weights)
     classifier_weights = () if classifier is None else tuple(
