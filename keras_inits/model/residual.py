@@ -51,14 +51,24 @@ a position embedding added to a token embedding is not a residual block).
 
 **Branch layers** are the layers that produced a tensor of the branch (after the fork, up
 to the summand), containers included (``transformer_layer_0/self_attention``), in the order
-their first call started. **Kernels** are the kernel weights of its leaf layers in that
-order; ``m`` counts the layers that own them; the **last kernel** is the last of them (the
+their first call started. **Kernels** are the kernel weights of those layers in that
+order (each layer's own kernel weights: a container's sub-layers are branch layers of their
+own); ``m``
+counts the layers that own them; the **last kernel** is the last of them (the
 attention's output projection, the feed-forward's output ``Dense``, a ResNet branch's last
 ``Conv``). **Depth index**: the merges in the order they ran, 0 first.
 
 The **classifier** is the last layer with a kernel that the model calls after its last
 merge and that lies outside every branch (``None`` when the last kernel is in a branch, as
-in a keras-hub backbone).
+in a ``GPT2Backbone``; a ``BertBackbone``'s is its pooler, ``pooled_dense``).
+
+Measured (Keras 3.15, keras-hub 0.32; tests on every backend): tiny ``GPT2Backbone`` and
+``BertBackbone`` (2 layers): 4 merges, attention (``m = 4``) then feed-forward (``m = 2``)
+per layer; ``TransformerDecoder`` with cross attention: 3 merges (the cross-attention branch
+holds the query and output projections, ``m = 2``); ``keras.applications.ResNet50V2``
+(``weights=None``, 64x64): 16 blocks, ``m = 3``, 4 projection and 3 pooling shortcuts,
+classifier ``predictions`` (TensorFlow); a 48-layer ``GPT2Backbone`` (hidden 64): 96 merges,
+traced in 1.9 s (TensorFlow).
 
 Examples:
 
