@@ -10,7 +10,7 @@ import pytest
 
 from keras_inits import reinitialize
 from keras_inits.backend import current
-from keras_inits.model import model_graph, residual_blocks, residual_structure
+from keras_inits.model import layer_weights, model_graph, residual_blocks, residual_structure, walk
 
 WIDTH = 6
 BLOCKS = 3
@@ -306,7 +306,8 @@ def scheme_against_plain(build, expected: dict[str, float], **arguments):
 
 
 def _all_weights(model):
-    return list(model_graph(model).weights())
+    """Every weight of the model with its graph path, without a forward pass."""
+    return [weight for path, layer in walk(model).items() for weight in layer_weights(layer, path)]
 
 
 def test_fixup_rule_on_the_residual_mlp():
