@@ -5,6 +5,8 @@ needs the activation that produced the layer's *input* and the weight's true fan
 ``reinitialize`` asks :mod:`keras_inits.model.graph` for both, for every kernel-like weight
 of the model (kernels, depthwise and pointwise kernels, recurrent kernels, attention
 projections, embedding tables), re-draws each, and says what it drew and what it left alone.
+With ``residual=``, a residual scheme (Fixup, SkipInit, GPT-2's depth scaling, DeepNet) then
+zeroes or scales the branch kernels that :mod:`keras_inits.model.residual` finds.
 """
 
 from __future__ import annotations
@@ -28,14 +30,30 @@ from keras_inits.model.graph import (
     Weight,
     model_graph,
 )
+from keras_inits.model.residual import ResidualStructure, residual_structure
 
-__all__ = ["reinitialize", "FeedingActivation", "DrawnWeight", "SkippedWeight", "ReinitReport"]
+__all__ = [
+    "reinitialize",
+    "FeedingActivation",
+    "DrawnWeight",
+    "SkippedWeight",
+    "ResidualChange",
+    "ReinitReport",
+]
 
 Method = Literal["he", "xavier"]
 Mode = Literal["fan_in", "fan_out"]
 
+Residual = Literal["fixup", "zero", "depth_scaled", "deepnet"]
+
 _METHODS = ("he", "xavier")
 _MODES = ("fan_in", "fan_out")
+_RESIDUALS = ("fixup", "zero", "depth_scaled", "deepnet")
+#: The attention projections DeepNet scales (besides every kernel of a feed-forward branch).
+DEEPNET_ATTENTION_ROLES = ("attention_value", "attention_output")
+#: DeepNet's ``beta = (DEEPNET_DEPTH_FACTOR N)^DEEPNET_EXPONENT`` (encoder-only and decoder-only).
+DEEPNET_DEPTH_FACTOR = 8
+DEEPNET_EXPONENT = -0.25
 
 #: Gain of the orthogonal recurrent kernels: the recurrence applies them once per time
 #: step, so any other gain compounds geometrically over the sequence.
@@ -93,6 +111,26 @@ class SkippedWeight:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResidualChange:
+    """What a residual scheme did to one weight, after its draw.
+
+    Attributes:
+        path: The weight's path.
+        action: ``"zeroed"`` or ``"scaled"``.
+        factor: The factor its drawn values were multiplied by (0 when zeroed).
+        blocks: Depth indices of the residual blocks whose rule applied (empty for the
+            classifier of ``"fixup"``).
+        rule: The rule in words, e.g. ``"fixup: branch kernel times L^(-1/(2m-2)), L=4, m=2"``.
+    """
+
+    path: str
+    action: Literal["zeroed", "scaled"]
+    factor: float
+    blocks: tuple[int, ...]
+    rule: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ReinitReport(Mapping[str, DrawnWeight]):
     """What ``reinitialize`` did: a mapping from weight path to :class:`DrawnWeight`.
 
@@ -100,11 +138,17 @@ class ReinitReport(Mapping[str, DrawnWeight]):
         drawn: Weight path -> :class:`DrawnWeight`, in data-flow order.
         skipped: Weight path -> :class:`SkippedWeight` for every weight left alone.
         graph: The :class:`keras_inits.model.graph.ModelGraph` the draws were based on.
+        residual: Weight path -> :class:`ResidualChange` for every weight the residual
+            scheme zeroed or scaled (empty without ``residual=``).
+        structure: The :class:`keras_inits.model.residual.ResidualStructure` the scheme
+            used, or ``None`` without ``residual=``.
     """
 
     drawn: dict[str, DrawnWeight]
     skipped: dict[str, SkippedWeight]
     graph: ModelGraph
+    residual: dict[str, ResidualChange] = dataclasses.field(default_factory=dict)
+    structure: ResidualStructure | None = None
 
     def __getitem__(self, path: str) -> DrawnWeight:
         return self.drawn[path]
@@ -119,6 +163,7 @@ class ReinitReport(Mapping[str, DrawnWeight]):
         """One line per weight: what was drawn (law, fans, std) or why it was kept."""
         lines = [f"{path}: {entry.law}, std {entry.std:.4g}" for path, entry in self.drawn.items()]
         lines += [f"{path}: kept ({entry.role}): {entry.reason}" for path, entry in self.skipped.items()]
+        lines += [f"{path}: {entry.action} ({entry.rule})" for path, entry in self.residual.items()]
         return "\n".join(lines)
 
 
@@ -129,6 +174,8 @@ def reinitialize(
     mode: Mode = "fan_in",
     seed: int | None = None,
     x: Any = None,
+    residual: Residual | None = None,
+    residual_factor: float | None = None,
 ) -> ReinitReport:
     """Re-draw every kernel-like weight of a built model with the gain of the activation that feeds it.
 
@@ -172,6 +219,40 @@ def reinitialize(
     Kept as built, and listed in ``skipped`` with the reason: biases, normalization
     ``gamma``/``beta``, moving statistics and other non-kernel weights, non-float variables.
 
+    **Residual schemes** (``residual=``), applied after the draws above to the residual
+    blocks of :func:`keras_inits.model.residual.residual_structure` (``L`` blocks: every
+    residual merge, two per transformer layer; ``m`` the number of kernel layers of a branch;
+    its module docstring says how skip and branch are told apart):
+
+    - ``"fixup"`` (Zhang et al. 2019): the last kernel of every branch zero; every other
+      kernel of a branch times ``L^(-1/(2m-2))`` (nothing to scale when ``m = 1``); the
+      classifier's kernel and bias zero (the last kernel layer called after the last merge,
+      outside every branch: a ResNet's head, ``pooled_dense`` of a ``BertBackbone``; none
+      in a ``GPT2Backbone``). Fixup's scalar biases and multipliers are new weights of the
+      architecture and are not added. At init every block is then the identity on its
+      skip path.
+    - ``"zero"`` (SkipInit, De & Smith 2020): the last kernel of every branch zero (SkipInit
+      zeroes a scalar multiplier of the branch; zeroing the last kernel gives the same
+      initial function: with a zero bias the branch adds nothing).
+    - ``"depth_scaled"`` (GPT-2, Radford et al. 2019): the last kernel of every branch times
+      ``1 / sqrt(L)``, ``L`` the number of residual merges: for a transformer of ``N``
+      layers (two merges each) ``L = 2 N``, GPT-2's ``1 / sqrt(2 N)`` on the attention's and
+      the MLP's output projections; times ``residual_factor`` instead when it is given.
+    - ``"deepnet"`` (Wang et al. 2022, encoder-only and decoder-only rule): ``beta =
+      (8 N)^(-1/4)``, ``N`` the number of branches that hold a ``MultiHeadAttention`` (one per
+      layer of an encoder or a decoder-only model; a cross-attention branch counts too, and
+      DeepNet's encoder-decoder rule is not implemented), multiplies every kernel of the
+      other (feed-forward) branches and the value and output projections
+      (``_value_dense``, ``_output_dense``) of each attention branch; query and key kernels
+      are kept (a cross-attention branch holds only its query and output projections: its
+      key and value project the encoder's output, outside the decoder's branch). DeepNet's
+      ``alpha`` multiplies the skip in the forward pass (``x alpha + f(x)``): it changes the
+      model, not its initial weights, and is out of scope here.
+
+    A weight in several branches (nested residual blocks) gets the product of their factors.
+    ``report.residual`` says per weight what the scheme did (zeroed, or scaled by what); a
+    factor of exactly 1 (a model with one block) changes nothing and is not listed.
+
     Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
     ``jax.distributed``, ``torch.distributed``) call it on every worker: at the end every
     weight it drew is broadcast from the chief, so every worker holds the chief's draws bit
@@ -194,6 +275,17 @@ def reinitialize(
     >>> sorted(report.skipped)[:1]
     ['dense/bias']
 
+    A residual scheme after the draws (here Fixup: the branch's last kernel and the head zero):
+
+    >>> inputs = keras.Input((16,))
+    >>> hidden = keras.layers.Dense(16, activation="relu", name="fc1")(inputs)
+    >>> hidden = keras.layers.Dense(16, name="fc2")(hidden)
+    >>> merged = keras.layers.Add(name="add")([inputs, hidden])
+    >>> residual_model = keras.Model(inputs, keras.layers.Dense(2, name="head")(merged))
+    >>> report = reinitialize(residual_model, seed=0, residual="fixup")
+    >>> [(path, change.action) for path, change in report.residual.items()]
+    [('fc2/kernel', 'zeroed'), ('head/kernel', 'zeroed'), ('head/bias', 'zeroed')]
+
     Args:
         model: A built Keras model (Sequential, Functional, subclassed or nested).
         method: ``"he"`` or ``"xavier"``.
@@ -210,21 +302,35 @@ def reinitialize(
             assumption at every layer). By default two samples made from the model's input
             shapes, with the data's scale taken as 1 (needed for subclassed models called
             on several inputs).
+        residual: A residual scheme applied after the draws: ``"fixup"``, ``"zero"``,
+            ``"depth_scaled"``, ``"deepnet"`` (rules above), or ``None`` (no scheme: the
+            model's residual structure is not looked at).
+        residual_factor: With ``residual="depth_scaled"``, the factor of the last branch
+            kernels instead of ``1 / sqrt(L)``; a positive number.
 
     Returns:
         A :class:`ReinitReport`: a mapping from weight path to :class:`DrawnWeight`
         (initializer, fans, std), with ``skipped`` for the weights left alone.
 
     Raises:
-        ValueError: for an unknown ``method`` or ``mode``, a negative seed, a model that is
-            not built, a model without kernel-like weights, or a weight fed by an activation
-            that has no gain (softmax).
+        ValueError: for an unknown ``method``, ``mode`` or ``residual``, a negative seed, a
+            model that is not built, a model without kernel-like weights, a weight fed by an
+            activation that has no gain (softmax), a ``residual`` scheme on a model without
+            residual merges (``"deepnet"``: without attention branches), or a
+            ``residual_factor`` that is not positive or comes without ``"depth_scaled"``.
         TypeError: for a ``model`` that is not a ``keras.Model`` or a non-int ``seed``.
 
     Reference:
         He et al., "Delving Deep into Rectifiers", ICCV 2015.
         Glorot & Bengio, "Understanding the difficulty of training deep feedforward
         neural networks", AISTATS 2010.
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without
+        Normalization", ICLR 2019 (arXiv:1901.09321).
+        De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity
+        Function in Deep Networks", NeurIPS 2020 (arXiv:2002.10444; SkipInit).
+        Radford et al., "Language Models are Unsupervised Multitask Learners", 2019 (GPT-2).
+        Wang et al., "DeepNet: Scaling Transformers to 1,000 Layers", 2022
+        (arXiv:2203.00555).
         Saxe et al., "Exact solutions to the nonlinear dynamics of learning in deep linear
         neural networks", ICLR 2014 (orthogonal recurrent kernels).
     """
@@ -239,8 +345,10 @@ def reinitialize(
             "reinitialize needs a built model (call it on data or use keras.Input). "
             f"Received: model={model.name!r}, which is not built"
         )
+    residual, residual_factor = _check_residual(residual, residual_factor)
 
     graph = model_graph(model, x)
+    structure = None if residual is None else _residual_structure(model, x, residual)
     drawn: dict[str, DrawnWeight] = {}
     skipped: dict[str, SkippedWeight] = {}
     planned: list[tuple[Node, Weight]] = []
@@ -261,8 +369,126 @@ def reinitialize(
         entry, values = _draw(node, weight, method, mode, derive_seed(seed, index))
         weight.variable.assign(values)
         drawn[weight.path] = entry
-    backend.current().broadcast_from_chief([weight.variable for _, weight in planned])
-    return ReinitReport(drawn=drawn, skipped=skipped, graph=graph)
+    changed = [weight.variable for _, weight in planned]
+    changes: dict[str, ResidualChange] = {}
+    if structure is not None:
+        changes = _apply_residual(residual, structure, residual_factor)
+        drawn_variables = {id(variable) for variable in changed}
+        changed += [
+            weight.variable
+            for weight in _scheme_weights(structure)
+            if weight.path in changes and id(weight.variable) not in drawn_variables
+        ]
+    backend.current().broadcast_from_chief(changed)
+    return ReinitReport(drawn=drawn, skipped=skipped, graph=graph, residual=changes, structure=structure)
+
+
+def _check_residual(residual: Any, residual_factor: Any) -> tuple[str | None, float | None]:
+    """The checked scheme and factor (the factor only with ``"depth_scaled"``)."""
+    if residual is not None:
+        residual = _checks.check_choice("residual", residual, _RESIDUALS)
+    if residual_factor is None:
+        return residual, None
+    if residual != "depth_scaled":
+        raise ValueError(
+            'Argument `residual_factor` is used only with residual="depth_scaled". '
+            f"Received: residual_factor={residual_factor!r} with residual={residual!r}"
+        )
+    return residual, _checks.check_positive("residual_factor", residual_factor)
+
+
+def _residual_structure(model: keras.Model, x: Any, residual: str) -> ResidualStructure:
+    """The model's residual structure; a ValueError when the scheme has nothing to act on."""
+    structure = residual_structure(model, x)
+    if not structure.blocks:
+        raise ValueError(
+            f"The residual scheme needs residual merges (an Add of a skip path and a branch with a "
+            f"kernel), and the model {model.name!r} has none. Received: residual={residual!r}"
+        )
+    if residual == "deepnet" and not any(block.attention for block in structure.blocks):
+        raise ValueError(
+            f"DeepNet's rule counts attention branches (a MultiHeadAttention in a residual branch), "
+            f"and the model {model.name!r} has none. Received: residual={residual!r}"
+        )
+    return structure
+
+
+def _scheme_weights(structure: ResidualStructure) -> Iterator[Weight]:
+    for block in structure.blocks:
+        yield from block.kernels
+    yield from structure.classifier_weights
+
+
+def _residual_factors(
+    residual: str, structure: ResidualStructure, residual_factor: float | None
+) -> list[tuple[Weight, float, int | None, str]]:
+    """``(weight, factor, block index, rule)`` for every factor the scheme applies."""
+    blocks = structure.blocks
+    count = len(blocks)
+    factors: list[tuple[Weight, float, int | None, str]] = []
+    if residual in ("fixup", "zero"):
+        for block in blocks:
+            rule = f"{residual}: last kernel of the branch zero"
+            factors.append((block.last_kernel, 0.0, block.index, rule))
+    if residual == "fixup":
+        for block in blocks:
+            if block.m < 2:
+                continue
+            factor = count ** (-1.0 / (2 * block.m - 2))
+            rule = f"fixup: branch kernel times L^(-1/(2m-2)), L={count}, m={block.m}"
+            factors += [(weight, factor, block.index, rule) for weight in block.kernels[:-1]]
+        for weight in structure.classifier_weights:
+            factors.append((weight, 0.0, None, f"fixup: classifier {structure.classifier!r} zero"))
+    if residual == "depth_scaled":
+        if residual_factor is None:
+            factor = 1.0 / math.sqrt(count)
+            rule = f"depth_scaled: last kernel of the branch times 1/sqrt(L), L={count} merges"
+        else:
+            factor = residual_factor
+            rule = f"depth_scaled: last kernel of the branch times residual_factor={residual_factor!r}"
+        factors += [(block.last_kernel, factor, block.index, rule) for block in blocks]
+    if residual == "deepnet":
+        layers = sum(1 for block in blocks if block.attention)
+        beta = (DEEPNET_DEPTH_FACTOR * layers) ** DEEPNET_EXPONENT
+        rule = f"deepnet: times beta=(8N)^(-1/4), N={layers} attention layers"
+        for block in blocks:
+            kernels = block.kernels
+            if block.attention:
+                kernels = tuple(weight for weight in kernels if weight.role in DEEPNET_ATTENTION_ROLES)
+            factors += [(weight, beta, block.index, rule) for weight in kernels]
+    return factors
+
+
+def _apply_residual(
+    residual: str, structure: ResidualStructure, residual_factor: float | None
+) -> dict[str, ResidualChange]:
+    """Multiply each weight the scheme names by its factors (their product, once) and report it."""
+    weights: dict[str, Weight] = {}
+    products: dict[str, float] = {}
+    blocks: dict[str, list[int]] = {}
+    rules: dict[str, list[str]] = {}
+    for weight, factor, index, rule in _residual_factors(residual, structure, residual_factor):
+        weights[weight.path] = weight
+        products[weight.path] = products.get(weight.path, 1.0) * factor
+        blocks.setdefault(weight.path, [])
+        if index is not None:
+            blocks[weight.path].append(index)
+        rules.setdefault(weight.path, [])
+        if rule not in rules[weight.path]:
+            rules[weight.path].append(rule)
+    changes: dict[str, ResidualChange] = {}
+    for path, weight in weights.items():
+        factor = products[path]
+        if factor == 1.0:  # one block: L^(-1/(2m-2)) and 1/sqrt(L) change nothing
+            continue
+        variable = weight.variable
+        if factor == 0.0:
+            variable.assign(keras.ops.zeros(weight.shape, dtype=weight.dtype))
+        else:
+            variable.assign(keras.ops.multiply(variable.value, keras.ops.cast(factor, weight.dtype)))
+        action = "zeroed" if factor == 0.0 else "scaled"
+        changes[path] = ResidualChange(path, action, factor, tuple(blocks[path]), "; ".join(rules[path]))
+    return changes
 
 
 def _feeding(node: Node, weight: Weight) -> FeedingActivation:

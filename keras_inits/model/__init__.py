@@ -1,7 +1,8 @@
 """What keras_inits knows about a model: its layers, their weights, and how data flows.
 
 :mod:`keras_inits.model.graph` is the only module of the package that walks a model; the
-probe, ``lsuv`` and ``reinitialize`` all ask it.
+probe, ``lsuv`` and ``reinitialize`` all ask it; :mod:`keras_inits.model.residual` finds
+the residual merges and branches on a trace of its own.
 """
 
 from keras_inits.model.graph import (
@@ -22,6 +23,7 @@ from keras_inits.model.graph import (
     walk,
     weight_fans,
 )
+from keras_inits.model.residual import ResidualBlock, ResidualStructure, residual_blocks, residual_structure
 
 __all__ = [
     "DRAWN_ROLES",
@@ -31,12 +33,16 @@ __all__ = [
     "FeedingActivation",
     "ModelGraph",
     "Node",
+    "ResidualBlock",
+    "ResidualStructure",
     "Weight",
     "children",
     "einsum_fans",
     "layer_weights",
     "model_graph",
     "own_variables",
+    "residual_blocks",
+    "residual_structure",
     "sample_inputs",
     "walk",
     "weight_fans",
