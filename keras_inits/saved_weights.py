@@ -41,6 +41,7 @@ import zipfile
 from typing import Any, Literal
 
 import h5py
+import ml_dtypes
 import numpy as np
 
 __all__ = [
@@ -66,6 +67,8 @@ KERAS_WEIGHTS_MEMBER = "model.weights.h5"
 _VARS = "vars"
 _LAYERS = "layers"
 _NAME_ATTRIBUTE = "name"
+_DTYPE_ATTRIBUTE = "dtype"
+BFLOAT16 = "bfloat16"
 _OPTIONAL_LAST = "bias"
 _KERNEL_AND_BIAS = ("kernel", "bias")
 
@@ -298,7 +301,7 @@ def _read_group(
         h5_paths = tuple(
             f"{key_path}/{_VARS}/{index}" for index in sorted(map(int, variables.keys()))
         )
-        values = tuple(np.asarray(group[h5_path[len(key_path) + 1 :]]) for h5_path in h5_paths)
+        values = tuple(_dataset_array(group[h5_path[len(key_path) + 1 :]]) for h5_path in h5_paths)
         arrays.update(zip(h5_paths, values))
         parent_key = key_path.rsplit("/", 2)[-2] if "/" in key_path else ""
         class_key = _KEY_COUNTER.sub("", key if parent_key == _LAYERS else str(name))
@@ -309,6 +312,13 @@ def _read_group(
             continue
         child_key_path = f"{key_path}/{child_key}" if key_path else child_key
         _read_group(child, child_key_path, path, arrays, layers)
+
+
+def _dataset_array(dataset: h5py.Dataset) -> np.ndarray:
+    """A dataset's values; Keras marks bfloat16 ones with a ``dtype`` attribute (as it reads them)."""
+    if dataset.attrs.get(_DTYPE_ATTRIBUTE) == BFLOAT16:
+        return np.array(dataset, dtype=ml_dtypes.bfloat16)
+    return np.asarray(dataset)
 
 
 def _model_order(key: str) -> tuple[str, int]:

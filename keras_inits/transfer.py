@@ -157,12 +157,24 @@ def transfer(
 
     Examples:
 
-    >>> base.save("/tmp/base.keras")
-    >>> new = keras.Sequential([...same body..., keras.layers.Dense(5, name="new_head")])
+    >>> import keras
+    >>> def mlp(head, units):
+    ...     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                              keras.layers.Dense(units, name=head)])
+    >>> mlp("head", 3).save("/tmp/base.keras")
+    >>> new = mlp("new_head", 5)
     >>> result = transfer(new, "/tmp/base.keras")
-    >>> print(result)                      # one row per weight
-    >>> result["new_head/kernel"].status
-    'missing'
+    >>> result["body/kernel"].status, result["body/kernel"].rule, result["new_head/kernel"].status
+    ('copied', 'path', 'missing')
+    >>> print(result)  # doctest: +NORMALIZE_WHITESPACE
+    weight           status   rule  source       shape  source shape
+    ---------------  -------  ----  -----------  -----  ------------
+    body/kernel      copied   path  body/kernel  4x8    4x8
+    body/bias        copied   path  body/bias    8      8
+    new_head/kernel  missing  -     -            8x5    -
+    new_head/bias    missing  -     -            5      -
+    2 copied, 0 sliced, 0 padded, 0 skipped (shape), 2 missing
+    unused source layers: head
 
     Args:
         model: A built keras.Model to copy into.

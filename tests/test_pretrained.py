@@ -206,3 +206,10 @@ def test_config_fallback_from_another_module_is_refused(files):
     config["fallback"] = {"module": "os", "class_name": "system", "config": {}, "registered_name": None}
     with pytest.raises(ValueError, match="Nothing was built. Received: fallback="):
         Pretrained.from_config(config)
+
+
+def test_bfloat16_weights_of_a_saved_model(tmp_path):
+    source = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d", dtype="bfloat16")])
+    source.save(tmp_path / "bf16.keras")
+    expected = values(keras.ops.cast(source.get_layer("d").kernel, "float32"))
+    np.testing.assert_array_equal(values(Pretrained(tmp_path / "bf16.keras", "d/kernel")((4, 3))), expected)

@@ -6,6 +6,7 @@ import os
 from typing import Any, Literal
 
 import keras
+import ml_dtypes
 import numpy as np
 from keras import ops
 
@@ -62,9 +63,11 @@ class Pretrained(keras.initializers.Initializer):
     >>> initializer = Pretrained("/tmp/kernel.npy")
     >>> values = initializer(shape=(4, 3))
 
-    >>> # Usage in a Keras layer:
+    >>> # Usage in a Keras layer, from a saved model:
+    >>> source = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense_1")])
+    >>> source.save("/tmp/source.keras")
     >>> layer = keras.layers.Dense(
-    ...     3, kernel_initializer=Pretrained("/tmp/model.keras", "dense_1/kernel"))
+    ...     3, kernel_initializer=Pretrained("/tmp/source.keras", "dense_1/kernel"))
 
     Args:
         source: The path of a ``.npy``, ``.npz``, ``.weights.h5`` or ``.keras`` file. Kept as
@@ -174,7 +177,7 @@ def _check_sha256(sha256: Any) -> str:
 
 
 def _check_numeric(array: np.ndarray, source: Any, name: str | None) -> None:
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in "biuf" and array.dtype != ml_dtypes.bfloat16:
         raise ValueError(
             f"Argument `name` names an array of dtype {array.dtype} in {source!r}; a weight needs "
             f"numbers (one of {', '.join(FLOAT_DTYPES)} or an integer dtype). Received: name={name!r}"
