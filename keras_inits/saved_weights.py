@@ -126,14 +126,18 @@ def file_kind(source: Any) -> tuple[str, FileKind]:
         )
     path = os.fspath(source)
     if os.path.isdir(path):
-        raise ValueError(f"Argument `source` is a directory, not a weight file. Received: source={source!r}")
+        raise ValueError(
+            f"Argument `source` is a directory, not a weight file. Received: source={source!r}"
+        )
     if not os.path.isfile(path):
         raise ValueError(f"Argument `source` names no existing file. Received: source={source!r}")
     for suffix, kind in FILE_KINDS:
         if path.endswith(suffix):
             return path, kind  # type: ignore[return-value]
     suffixes = ", ".join(suffix for suffix, _ in FILE_KINDS)
-    raise ValueError(f"Argument `source` must end in one of {suffixes}. Received: source={source!r}")
+    raise ValueError(
+        f"Argument `source` must end in one of {suffixes}. Received: source={source!r}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,10 +159,11 @@ class SavedLayer:
     def variable_names(self) -> list[str]:
         """The name of each variable by :data:`VARIABLE_ORDER` where it applies, else its index."""
         order = VARIABLE_ORDER.get(self.class_key, ())
-        return [
-            order[index] if index < len(order) and self.index_of(order[index]) == index else str(index)
-            for index in range(len(self.arrays))
-        ]
+        names = []
+        for index in range(len(self.arrays)):
+            named = index < len(order) and self.index_of(order[index]) == index
+            names.append(order[index] if named else str(index))
+        return names
 
     def index_of(self, variable: str) -> int | None:
         """The position of ``variable`` (an index or a name of :data:`VARIABLE_ORDER`), or None."""
@@ -212,7 +217,8 @@ class WeightFile:
             return self.arrays[None]
         if not isinstance(name, str):
             raise TypeError(
-                f"Argument `name` must be a str naming an array of {self.path!r}. Received: name={name!r}"
+                f"Argument `name` must be a str naming an array of {self.path!r}. "
+                f"Received: name={name!r}"
             )
         if name in self.arrays:
             return self.arrays[name]
@@ -315,7 +321,7 @@ def _read_group(
 
 
 def _dataset_array(dataset: h5py.Dataset) -> np.ndarray:
-    """A dataset's values; Keras marks bfloat16 ones with a ``dtype`` attribute (as it reads them)."""
+    """A dataset's values; Keras marks bfloat16 ones with a ``dtype`` attribute."""
     if dataset.attrs.get(_DTYPE_ATTRIBUTE) == BFLOAT16:
         return np.array(dataset, dtype=ml_dtypes.bfloat16)
     return np.asarray(dataset)

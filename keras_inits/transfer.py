@@ -1,4 +1,4 @@
-"""`transfer`: copy the weights of a saved (or live) model into another model, and say what was copied.
+"""`transfer`: copy the weights of a saved (or live) model into another model, and report it.
 
 Weights are matched layer by layer (a layer's own variables, in their order; a recurrent
 layer's cells count as layers of their own, as in the file), by two rules tried in turn:
@@ -8,8 +8,11 @@ layer's cells count as layers of their own, as in the file), by two rules tried 
    layer names it recorded, see `keras_inits.saved_weights`);
 2. ``"order"``: among the layers no path matched, the n-th layer of ``model`` of one class
    whose weights have a given list of shapes takes the n-th unmatched source layer of that
-   class with those shapes (a model rebuilt with other names). Classes are compared by
-   Keras's saving name (``Conv2D`` -> ``conv2d``); cells by their name without its counter.
+   class with those shapes (a model rebuilt with other names), except that a source layer
+   whose path is the same once Keras's counters are dropped from every name
+   (``bi/forward_gru_1/gru_cell`` and ``bi/forward_gru/gru_cell``: a model built twice in one
+   process) is taken first. Classes are compared by Keras's saving name
+   (``Conv2D`` -> ``conv2d``); cells by their name without its counter.
 
 Within a matched pair, weight i takes source weight i. Each weight of ``model`` ends as one of
 :data:`STATUSES`: ``copied`` (same shape), ``sliced`` (the source's leading block, every axis
@@ -119,7 +122,10 @@ class TransferReport(Mapping[str, TransferredWeight]):
             for entry in self._weights.values()
         ]
         widths = [max(len(row[column]) for row in rows) for column in range(len(_TABLE_COLUMNS))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in rows
+        ]
         lines.insert(1, "  ".join("-" * width for width in widths))
         lines.append(", ".join(f"{count} {status}" for status, count in self.counts().items()))
         if self.unused:
@@ -245,9 +251,11 @@ def _model_groups(model: keras.Model, read: bool = False) -> list[_Group]:
             if owner == path:
                 class_key = snake_case(type(layer).__name__)
             else:
-                class_key = _name_class(owner.rsplit("/", 1)[-1])
+                class_key = _without_counter(owner.rsplit("/", 1)[-1])
             variables = tuple(weight.variable for weight in weights)
-            values = tuple(backend.current().to_numpy(variable) for variable in variables) if read else variables
+            values = variables
+            if read:
+                values = tuple(backend.current().to_numpy(variable) for variable in variables)
             groups.append(
                 _Group(
                     owner,
@@ -260,18 +268,26 @@ def _model_groups(model: keras.Model, read: bool = False) -> list[_Group]:
     return groups
 
 
-def _name_class(name: str) -> str:
-    """A cell's class key from its name: ``lstm_cell_2`` -> ``lstm_cell``."""
+def _stem(path: str) -> str:
+    """A path without Keras's counters: ``bi/forward_gru_1/gru_cell`` -> ``bi/forward_gru/gru_cell``."""
+    return "/".join(_without_counter(name) for name in path.split("/"))
+
+
+def _without_counter(name: str) -> str:
+    """A name without Keras's counter: ``lstm_cell_2`` -> ``lstm_cell``."""
     stem, _, counter = name.rpartition(_COUNTER_SUFFIX)
     return stem if stem and counter.isdigit() else name
 
 
-def _selected(groups: list[_Group], model: keras.Model, layers: Sequence[str] | None) -> list[_Group]:
+def _selected(
+    groups: list[_Group], model: keras.Model, layers: Sequence[str] | None
+) -> list[_Group]:
     if layers is None:
         return groups
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
         raise TypeError(
-            f"Argument `layers` must be a sequence of layer paths or None. Received: layers={layers!r}"
+            "Argument `layers` must be a sequence of layer paths or None. "
+            f"Received: layers={layers!r}"
         )
     known = walk(model)
     for path in layers:
@@ -327,11 +343,17 @@ def _match(targets: list[_Group], sources: list[_Group]) -> dict[str, tuple[_Gro
     for target in targets:
         if target.path in pairs:
             continue
-        for position, source in enumerate(remaining):
-            if source.class_key == target.class_key and source.shapes == target.shapes:
-                pairs[target.path] = (source, ORDER_RULE)
-                del remaining[position]
-                break
+        candidates = [
+            position
+            for position, source in enumerate(remaining)
+            if source.class_key == target.class_key and source.shapes == target.shapes
+        ]
+        if not candidates:
+            continue
+        stem = _stem(target.path)
+        same_stem = [position for position in candidates if _stem(remaining[position].path) == stem]
+        position = (same_stem or candidates)[0]
+        pairs[target.path] = (remaining.pop(position), ORDER_RULE)
     return pairs
 
 

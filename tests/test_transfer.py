@@ -176,3 +176,26 @@ def test_bad_input(base, tmp_path):
     for error, message, arguments in cases:
         with pytest.raises(error, match=message):
             transfer(**arguments)
+
+
+def recurrent() -> keras.Model:
+    inputs = keras.Input((5, 3))
+    x = keras.layers.LSTM(4, return_sequences=True, name="lstm")(inputs)
+    x = keras.layers.Bidirectional(keras.layers.GRU(2), name="bi")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+def test_recurrent_cells_and_both_directions(tmp_path):
+    source = recurrent()
+    for variable in source.weights:
+        variable.assign(np.random.default_rng(len(variable.path)).normal(size=variable.shape))
+    source.save(tmp_path / "recurrent.keras")
+    for origin in (tmp_path / "recurrent.keras", source):
+        model = recurrent()  # a second build: Keras names the GRU directions forward_gru_1, ...
+        report = transfer(model, origin, report=False)
+        assert report.counts()["copied"] == len(model.weights) == 15
+        assert report["lstm/lstm_cell/kernel"].rule == "path"
+        for expected, variable in zip(source.weights, model.weights):
+            assert expected.path.split("/")[-1] == variable.path.split("/")[-1]
+            np.testing.assert_array_equal(values(variable), values(expected))

@@ -122,7 +122,8 @@ class Pretrained(keras.initializers.Initializer):
         leading = tuple(slice(0, min(have, need)) for have, need in zip(array.shape, shape))
         if self.on_mismatch == "slice":
             if any(have < need for have, need in zip(array.shape, shape)):
-                raise self._mismatch(array.shape, shape, 'an axis is too short to slice; use on_mismatch="pad"')
+                advice = 'an axis is too short to slice; use on_mismatch="pad"'
+                raise self._mismatch(array.shape, shape, advice)
             return ops.convert_to_tensor(array[leading], dtype=dtype)
         if self.on_mismatch == "error":
             raise self._mismatch(array.shape, shape, 'use on_mismatch="slice" or "pad" to fit it')
@@ -158,7 +159,8 @@ class Pretrained(keras.initializers.Initializer):
         if actual != self.sha256:
             raise ValueError(
                 f"The checksum of {self.source!r} differs from the one this initializer was made "
-                f"with: the file changed. Expected: sha256={self.sha256!r}. Actual: sha256={actual!r}"
+                f"with: the file changed. Expected: sha256={self.sha256!r}. "
+                f"Actual: sha256={actual!r}"
             )
 
     def _mismatch(self, have: tuple[int, ...], need: tuple[int, ...], advice: str) -> ValueError:
@@ -169,7 +171,8 @@ class Pretrained(keras.initializers.Initializer):
 
 
 def _check_sha256(sha256: Any) -> str:
-    if not isinstance(sha256, str) or len(sha256) != _SHA256_LENGTH or not set(sha256.lower()) <= _HEX_DIGITS:
+    well_formed = isinstance(sha256, str) and len(sha256) == _SHA256_LENGTH
+    if not well_formed or not set(sha256.lower()) <= _HEX_DIGITS:
         raise ValueError(
             f"Argument `sha256` must be 64 hex digits or None. Received: sha256={sha256!r}"
         )
@@ -180,7 +183,8 @@ def _check_numeric(array: np.ndarray, source: Any, name: str | None) -> None:
     if array.dtype.kind not in "biuf" and array.dtype != ml_dtypes.bfloat16:
         raise ValueError(
             f"Argument `name` names an array of dtype {array.dtype} in {source!r}; a weight needs "
-            f"numbers (one of {', '.join(FLOAT_DTYPES)} or an integer dtype). Received: name={name!r}"
+            f"numbers (one of {', '.join(FLOAT_DTYPES)} or an integer dtype). "
+            f"Received: name={name!r}"
         )
 
 
