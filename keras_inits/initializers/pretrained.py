@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from keras_inits import backend
+from keras_inits.initializers.configs import deserialize_fallback
 from keras_inits.initializers.base import FLOAT_DTYPES, check_choice, standardize_call
 from keras_inits.initializers.variance import He
 from keras_inits.saved_weights import read_file
@@ -21,9 +22,6 @@ OnMismatch = Literal["error", "slice", "pad"]
 MISMATCH_POLICIES: tuple[str, ...] = ("error", "slice", "pad")
 _SHA256_LENGTH = 64
 _HEX_DIGITS = frozenset("0123456789abcdef")
-#: Modules whose initializers a config may name as `fallback` (besides ``keras_inits>`` ones).
-_FALLBACK_MODULES = ("keras.initializers", "keras.src.initializers")
-_REGISTERED_PREFIX = "keras_inits>"
 
 
 @keras.saving.register_keras_serializable(package="keras_inits")
@@ -152,7 +150,7 @@ class Pretrained(keras.initializers.Initializer):
         if not isinstance(config, dict):
             raise TypeError(f"An initializer config must be a dict. Received: config={config!r}")
         config = dict(config)
-        config["fallback"] = _fallback_from_config(config.get("fallback"))
+        config["fallback"] = deserialize_fallback(config.get("fallback"))
         return cls(**config)
 
     def _check_unchanged(self, actual: str) -> None:
@@ -201,18 +199,3 @@ def _check_fallback(fallback: Any) -> keras.initializers.Initializer:
             f"config, or None. Received: fallback={fallback!r}"
         )
     return initializer
-
-
-def _fallback_from_config(fallback: Any) -> Any:
-    if fallback is None or isinstance(fallback, str):
-        return fallback
-    registered = fallback.get("registered_name") if isinstance(fallback, dict) else None
-    module = fallback.get("module") if isinstance(fallback, dict) else None
-    if isinstance(registered, str) and registered.startswith(_REGISTERED_PREFIX):
-        return keras.saving.deserialize_keras_object(fallback)
-    if isinstance(module, str) and module.startswith(_FALLBACK_MODULES) and registered is None:
-        return keras.saving.deserialize_keras_object(fallback)
-    raise ValueError(
-        "Argument `fallback` in a config must name a Keras or keras_inits initializer. "
-        f"Nothing was built. Received: fallback={fallback!r}"
-    )
