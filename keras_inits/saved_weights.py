@@ -24,7 +24,11 @@ So a **layer path** here is the chain of ``name`` attributes from the model down
 left out). A **variable name** in a weight path ``"<layer path>/<variable>"`` is either the
 dataset's index (``"dense_1/0"``) or a name read by the variable order of Keras's own layer
 (:data:`VARIABLE_ORDER`, looked up by the class part of the group key): ``"dense_1/kernel"``
-is dataset ``0``, ``"dense_1/bias"`` dataset ``1``. A name is only read this way when the
+is dataset ``0``, ``"dense_1/bias"`` dataset ``1``. A layer saved under an attribute name
+instead of ``layers/`` (a recurrent layer's ``cell``, the layers of a subclassed model) has no
+class in its key: the layer's name without its counter stands for it, so ``lstm/lstm_cell``
+reads by name while a subclassed model's ``self.d = Dense(...)`` reads by index (``"d/0"``).
+The variables a model holds itself (the root ``vars``) are reachable by raw path only. A name is only read this way when the
 group holds exactly the variables of that order, or all but a last ``bias`` (``use_bias=False``);
 any other layout (``BatchNormalization(scale=False)``, custom layers) takes the index or the
 raw h5 path (``"layers/dense/vars/0"``), which is always accepted.
@@ -298,17 +302,18 @@ def _read_group(
     """Depth first: the group's own ``vars``, then its sub-groups in the file's order."""
     variables = group.get(_VARS)
     path = layer_path
-    if isinstance(variables, h5py.Group) and key_path:
+    if isinstance(variables, h5py.Group):
+        prefix = f"{key_path}/{_VARS}" if key_path else _VARS
+        keys = sorted(variables.keys(), key=_variable_order)
+        h5_paths = tuple(f"{prefix}/{key}" for key in keys)
+        values = tuple(_dataset_array(variables[key]) for key in keys)
+        arrays.update(zip(h5_paths, values))
+    if isinstance(variables, h5py.Group) and key_path:  # the model's own root ``vars`` is no layer
         key = key_path.rsplit("/", 1)[-1]
         name = variables.attrs.get(_NAME_ATTRIBUTE, key)
         if isinstance(name, bytes):
             name = name.decode()
         path = _unique(f"{layer_path}/{name}" if layer_path else str(name), layers)
-        h5_paths = tuple(
-            f"{key_path}/{_VARS}/{index}" for index in sorted(map(int, variables.keys()))
-        )
-        values = tuple(_dataset_array(group[h5_path[len(key_path) + 1 :]]) for h5_path in h5_paths)
-        arrays.update(zip(h5_paths, values))
         parent_key = key_path.rsplit("/", 2)[-2] if "/" in key_path else ""
         class_key = _KEY_COUNTER.sub("", key if parent_key == _LAYERS else str(name))
         layers[path] = SavedLayer(path, class_key, h5_paths, values)
@@ -325,6 +330,13 @@ def _dataset_array(dataset: h5py.Dataset) -> np.ndarray:
     if dataset.attrs.get(_DTYPE_ATTRIBUTE) == BFLOAT16:
         return np.array(dataset, dtype=ml_dtypes.bfloat16)
     return np.asarray(dataset)
+
+
+def _variable_order(key: str) -> tuple[int, int, str]:
+    """Datasets ``0``, ``1``, ... ``10`` in number order (any other key after them, by name)."""
+    if key.isdigit():
+        return 0, int(key), ""
+    return 1, 0, key
 
 
 def _model_order(key: str) -> tuple[str, int]:

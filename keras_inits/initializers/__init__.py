@@ -1,4 +1,4 @@
-"""Activation-aware initializers: He, Xavier, Sparse, Dirac, the orthogonal family, ScaledRandom.
+"""Initializers: He, Xavier, Sparse, Dirac, the orthogonal family, ScaledRandom, Pretrained.
 
 Every class is a `keras.initializers.Initializer` registered as ``"keras_inits>Name"`` (the
 registered names are those of 0.1, so ``.keras`` files written by 0.1 still load):
