@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -95,7 +96,7 @@ def test_config_holds_the_reference_not_the_array(files):
     initializer = Pretrained(files["npz"], "kernel")
     config = initializer.get_config()
     assert set(config) == {"source", "name", "sha256", "on_mismatch", "fallback"}
-    assert config["sha256"] == __import__("hashlib").sha256(files["npz"].read_bytes()).hexdigest()
+    assert config["sha256"] == hashlib.sha256(files["npz"].read_bytes()).hexdigest()
     assert len(json.dumps(config)) < 1000
     assert Pretrained.from_config(json.loads(json.dumps(config))).get_config() == config
 
