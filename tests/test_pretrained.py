@@ -214,3 +214,12 @@ def test_bfloat16_weights_of_a_saved_model(tmp_path):
     source.save(tmp_path / "bf16.keras")
     expected = values(keras.ops.cast(source.get_layer("d").kernel, "float32"))
     np.testing.assert_array_equal(values(Pretrained(tmp_path / "bf16.keras", "d/kernel")((4, 3))), expected)
+
+
+def test_json_and_clone_rebuild_the_same_values(files):
+    model = dense(Pretrained(files["npz"], "kernel"))
+    expected = np.load(files["npy"])
+    rebuilt = keras.models.model_from_json(model.to_json())
+    cloned = keras.models.clone_model(model)
+    for copy in (rebuilt, cloned):
+        np.testing.assert_array_equal(values(copy.get_layer("target").kernel), expected)
