@@ -18,9 +18,11 @@ Within a matched pair, weight i takes source weight i. Each weight of ``model`` 
 :data:`STATUSES`: ``copied`` (same shape), ``sliced`` (the source's leading block, every axis
 at least as long), ``padded`` (the source copied into the leading block, the rest left as
 initialized), ``skipped (shape)`` (the shapes do not fit the policy; the weight is left as
-initialized) or ``missing`` (no source layer or no weight i in it). Only weights of layers are
-matched: variables a subclassed model creates itself, outside any layer, are left alone. Nothing is assigned until
-every weight is planned, so ``on_mismatch="error"`` leaves the model unchanged.
+initialized) or ``missing`` (no source layer or no weight i in it). Since the order rule
+needs equal shapes, ``on_mismatch`` only ever acts on layers matched by path. Only weights of
+layers are matched: variables a subclassed model creates itself, outside any layer, are left
+alone. Nothing is assigned until every weight is planned, so ``on_mismatch="error"`` leaves
+the model unchanged.
 """
 
 from __future__ import annotations
