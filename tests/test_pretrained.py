@@ -179,11 +179,15 @@ def test_rank_mismatch_fails_under_every_policy(tmp_path):
 
 def test_bad_input_fails_at_construction(files, tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "objects.npz", kernel=np.array([None, 1], dtype=object))
     (tmp_path / "kernel.txt").write_text("1 2 3")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
     cases = [
         (ValueError, "names no existing file. Received: source=", dict(source=tmp_path / "none.npy")),
         (ValueError, "is a directory.*Received: source=", dict(source=files["folder"])),
         (ValueError, "without pickle.*Received: source=", dict(source=tmp_path / "objects.npy")),
+        (ValueError, "without pickle.*Received: source=", dict(source=tmp_path / "objects.npz", name="kernel")),
+        (ValueError, "could not be read as a keras file.*Received: source=", dict(source=tmp_path / "broken.keras")),
         (ValueError, "must end in one of.*Received: source=", dict(source=tmp_path / "kernel.txt")),
         (TypeError, "Received: source=3", dict(source=3)),
         (ValueError, "names no weight.*Received: name='missing'", dict(source=files["npz"], name="missing")),
