@@ -21,6 +21,7 @@ from keras_inits.initializers import (
     Dirac,
     He,
     LooksLinear,
+    Pretrained,
     ScaledOrthogonal,
     ScaledRandom,
     Sparse,
@@ -30,6 +31,7 @@ from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard.callback import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, LSUVReport, lsuv
 from keras_inits.reinit import ReinitReport, reinitialize
+from keras_inits.transfer import TransferReport, TransferredWeight, transfer
 
 __all__ = [
     "ActivationStatistics",
@@ -42,10 +44,13 @@ __all__ = [
     "LSUVReport",
     "LayerStatistics",
     "LooksLinear",
+    "Pretrained",
     "ReinitReport",
     "ScaledOrthogonal",
     "ScaledRandom",
     "Sparse",
+    "TransferReport",
+    "TransferredWeight",
     "Xavier",
     "activation_statistics",
     "compute_fans",
@@ -56,5 +61,6 @@ __all__ = [
     "length_fixed_point",
     "lsuv",
     "reinitialize",
+    "transfer",
     "variance_slope",
 ]

@@ -7,7 +7,9 @@ compute its gain, so the activation a config names is checked against an allow-l
 nothing: `mode`, `distribution` and `layout` are compared against fixed tuples, `sparsity`,
 `connections`, `std`, `scale` and `gain` are numbers, and a dict `seed` may only be a
 `keras.random.SeedGenerator` config (Keras's own initializers would rebuild any Keras object a
-seed config names).
+seed config names). A `Pretrained` config names a file (read without pickle, its SHA-256
+compared before any array is used) and a fallback initializer, rebuilt only when its config is
+a Keras initializer's or a registered ``keras_inits>`` one's (`deserialize_fallback`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from keras_inits.activations.serialization import (
     deserialize_activation_kwargs,
 )
 
-__all__ = ["activation_initializer_config", "seeded_initializer_config"]
+__all__ = ["activation_initializer_config", "deserialize_fallback", "seeded_initializer_config"]
 
 #: What `keras.saving.serialize_keras_object` writes for a `keras.random.SeedGenerator`.
 SEED_GENERATOR_CLASS = "SeedGenerator"
@@ -31,6 +33,10 @@ SEED_GENERATOR_KEYS = frozenset({"module", "class_name", "config", "registered_n
 #: Kept from the file, so that initializers that shared one generator share it after loading.
 SHARED_OBJECT_KEY = "shared_object_id"
 SEED_GENERATOR_ARGUMENTS = frozenset({"seed", "name"})
+#: Modules whose initializers a `Pretrained` config may name as ``fallback``.
+FALLBACK_MODULES = ("keras.initializers", "keras.src.initializers")
+#: Prefix of the registered names of keras_inits classes.
+REGISTERED_PREFIX = "keras_inits>"
 
 
 def seeded_initializer_config(config: Any) -> dict[str, Any]:
@@ -90,6 +96,39 @@ def activation_initializer_config(config: Any) -> dict[str, Any]:
     if "activation_kwargs" in config:
         config["activation_kwargs"] = deserialize_activation_kwargs(config["activation_kwargs"])
     return config
+
+
+def deserialize_fallback(fallback: Any) -> Any:
+    """The ``"fallback"`` of a `Pretrained` config, rebuilt only if Keras or keras_inits made it.
+
+    Examples:
+
+    >>> type(deserialize_fallback({"module": "keras.initializers", "class_name": "Zeros",
+    ...                            "config": {}, "registered_name": None})).__name__
+    'Zeros'
+
+    Args:
+        fallback: ``None``, a Keras initializer name, or a serialized initializer.
+
+    Returns:
+        ``None``, the name, or the initializer the config describes.
+
+    Raises:
+        ValueError: If the config names another module or a registered object outside
+            ``keras_inits`` (nothing is imported or called).
+    """
+    if fallback is None or isinstance(fallback, str):
+        return fallback
+    registered = fallback.get("registered_name") if isinstance(fallback, dict) else None
+    module = fallback.get("module") if isinstance(fallback, dict) else None
+    if isinstance(registered, str) and registered.startswith(REGISTERED_PREFIX):
+        return keras.saving.deserialize_keras_object(fallback)
+    if isinstance(module, str) and module.startswith(FALLBACK_MODULES) and registered is None:
+        return keras.saving.deserialize_keras_object(fallback)
+    raise ValueError(
+        "Argument `fallback` in a config must name a Keras or keras_inits initializer. "
+        f"Nothing was built. Received: fallback={fallback!r}"
+    )
 
 
 def _seed_generator_from_config(seed: dict) -> keras.random.SeedGenerator:
