@@ -371,6 +371,9 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
     panels = [("mlp", activation, (SHALLOW_DEPTH, *args["depths"]), MLP_STARTS) for activation in args["activations"]]
     if args["cnn"]:
         panels.append(("cnn", CNN_ACTIVATION, tuple(args["cnn_depths"]), CNN_STARTS))
+    panels = [panel for panel in panels if any((r["kind"], r["activation"]) == panel[:2] for r in records)]
+    if not panels:
+        return
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), sharey=True, squeeze=False)
     for axis, (kind, activation, depths, starts) in zip(axes[0], panels):
         for start in starts:
@@ -384,6 +387,7 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
             axis.errorbar(xs, medians, yerr=errors, marker="o", capsize=3, label=start)
         axis.axhline(1.0 / NUM_CLASSES, color="grey", linestyle=":", linewidth=1)
         axis.set_xscale("log")
+        axis.minorticks_off()
         axis.set_xticks(depths)
         axis.set_xticklabels([str(d) for d in depths])
         axis.set_xlabel("depth (layers)")
@@ -392,8 +396,14 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
         axis.legend(fontsize=8, loc="lower left")
     axes[0][0].set_ylabel("held-out accuracy")
     axes[0][0].set_ylim(0, 1)
-    dataset = records[0]["dataset"] if records else "?"
-    figure.suptitle(f"Accuracy after Adam({args['lr']:g}), {args['epochs']} epochs, median and range of {args['seeds']} seeds ({dataset}, {keras.backend.backend()})")
+    counts = {}
+    for r in records:
+        point = (r["kind"], r["activation"], r["depth"], r["start"], r["epochs"])
+        counts[point] = counts.get(point, 0) + 1
+    fewest, most = min(counts.values()), max(counts.values())
+    seeds = f"{most} seeds" if fewest == most else f"{fewest}-{most} seeds (a partial run)"
+    figure.suptitle(f"Held-out accuracy after Adam({args['lr']:g}), batch {args['batch_size']}, {args['epochs']} epochs: "
+                    f"median and range over {seeds} ({records[0]['dataset']}, {records[0]['backend']})")
     figure.tight_layout()
     figure.savefig(path, dpi=_common.FIGURE_DPI)
     plt.close(figure)
