@@ -188,6 +188,10 @@ class ActivationStatistics(keras.callbacks.Callback):
       ``gradients/<layer>/kernel_grad_std``;
     * with ``histograms=True``: a histogram ``activations/<layer>``, and with
       ``gradients=True`` also ``gradients/<layer>`` (of ``d loss / d output``);
+    * for a residual model, the stream after every residual merge (see
+      :func:`keras_inits.activation_statistics`): scalars ``residual_stream/std/<k>_<merge>``
+      and ``residual_stream/growth/<k>_<merge>`` (``k`` the block's zero-padded depth index,
+      so the tags sort by depth) and ``residual_stream/std_ratio_last_first``;
     * with ``images=True`` and matplotlib installed: an image ``activations/depth_profile``
       (std and cosine against depth), at most once per epoch whatever ``update_freq`` is;
     * once, a Custom Scalars layout: one chart per statistic with a line per layer, so the
