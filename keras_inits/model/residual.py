@@ -499,10 +499,12 @@ def residual_structure(model: keras.layers.Layer, x: Any = None) -> ResidualStru
     [('block/+0', ('block/inner', 'block/outer'))]
     """
     flow, layers, weights = _trace(model, x, training=False)
-    return _structure(flow, layers, weights)[0]
+    return _structure(flow, layers, weights, flow.ancestors())[0]
 
 
-def residual_stream(model: keras.layers.Layer, x: Any = None, *, training: bool = False) -> ResidualStream:
+def residual_stream(
+    model: keras.layers.Layer, x: Any = None, *, training: bool = False
+) -> ResidualStream:
     """The residual structure of ``model`` and its stream on ``x``, from one traced pass.
 
     The same eager pass as :func:`residual_structure`, which also keeps, per block, the
@@ -532,8 +534,8 @@ def residual_stream(model: keras.layers.Layer, x: Any = None, *, training: bool 
     ((3, 4), (3, 4))
     """
     flow, layers, weights = _trace(model, x, training=training)
-    structure, merges = _structure(flow, layers, weights)
     ancestors = flow.ancestors()
+    structure, merges = _structure(flow, layers, weights, ancestors)
     read = backend.current().to_numpy
     entering = []
     outputs = []
@@ -581,10 +583,12 @@ def _trace(
 
 
 def _structure(
-    flow: _Flow, layers: dict[str, keras.layers.Layer], weights: dict[str, tuple[Weight, ...]]
+    flow: _Flow,
+    layers: dict[str, keras.layers.Layer],
+    weights: dict[str, tuple[Weight, ...]],
+    ancestors: list[frozenset[int]],
 ) -> tuple[ResidualStructure, list[_Merge]]:
     """The structure, and the merge of each of its blocks."""
-    ancestors = flow.ancestors()
     blocks: list[ResidualBlock] = []
     kept: list[_Merge] = []
     in_branches: set[str] = set()

@@ -32,7 +32,12 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from keras_inits.stats import ACTIVATION_SCALARS, GRADIENT_SCALARS, LayerStatistics, StreamStatistics
+from keras_inits.stats import (
+    ACTIVATION_SCALARS,
+    GRADIENT_SCALARS,
+    LayerStatistics,
+    StreamStatistics,
+)
 
 ACTIVATION_PREFIX = "activations"
 GRADIENT_PREFIX = "gradients"
