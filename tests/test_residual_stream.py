@@ -130,3 +130,18 @@ def test_callback_writes_the_stream_tags(tmp_path):
             assert scalar_series(run, tag) == [(0, float(np.float32(getattr(block, name))))]
     ratio = scalar_series(run, "residual_stream/std_ratio_last_first")
     assert ratio == [(0, float(np.float32(stream[-1].std / stream[0].std)))]
+
+
+def test_a_projection_shortcut_grows_against_the_stream_it_forked_from():
+    inputs = keras.Input((WIDTH,))
+    stem = dense("stem", seed=100)(inputs)
+    skip = dense("projection", seed=7)(stem)
+    branch = dense("outer_0", seed=8)(dense("inner_0", "relu", seed=9)(stem))
+    merged = keras.layers.Add(name="add_0")([skip, branch])
+    model = keras.Model(inputs, merged)
+    x = probe_batch()
+    (block,) = keras_inits.activation_statistics(model, x).residual_stream
+    extractor = keras.Model(model.inputs[0], [stem, merged])
+    read = backend.current().to_numpy
+    entering, output = [np.asarray(read(value), dtype=np.float64) for value in extractor(x)]
+    np.testing.assert_allclose(block.growth, output.std() / entering.std(), rtol=TOLERANCE)
