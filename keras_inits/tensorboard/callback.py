@@ -341,7 +341,8 @@ class ActivationStatistics(keras.callbacks.Callback):
             # all would switch off Keras's asynchronous batch-end dispatch).
             self.on_train_batch_end = self._write_every_n_steps  # type: ignore[method-assign]
 
-        #: The statistics of the last write (path -> LayerStatistics), for inspection.
+        #: The statistics of the last write (path -> LayerStatistics, and its
+        #: ``residual_stream``), for inspection.
         self.last_statistics: dict[str, LayerStatistics] | None = None
 
     # -- Keras hooks -----------------------------------------------------------------
@@ -383,7 +384,8 @@ class ActivationStatistics(keras.callbacks.Callback):
                 iteration count (0 for a model that was never trained or compiled).
 
         Returns:
-            The statistics written (path -> :class:`keras_inits.LayerStatistics`).
+            The statistics written (path -> :class:`keras_inits.LayerStatistics`, and the
+            ``residual_stream`` of :func:`keras_inits.activation_statistics`).
 
         Raises:
             TypeError: if ``step`` is not an integer.
