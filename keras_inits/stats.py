@@ -48,6 +48,18 @@ Definitions, per monitored layer, over the layer's output on the batch (``n`` sa
 A layer with several outputs is measured on all of them, concatenated per sample; a layer
 called more than once on its first call. Values are taken in float32 whatever the layer's
 dtype policy (``mixed_float16`` included).
+
+The residual stream (``residual_stream`` of the result, one :class:`StreamStatistics` per
+residual merge that :func:`keras_inits.model.residual.residual_blocks` finds, in depth
+order; empty for a model without one):
+
+* ``std``: population std over batch and features of the merge's output, the stream after
+  the block (finite values).
+* ``growth``: ``std`` divided by the previous block's ``std``; block 0: by the std of the
+  stream entering it (its skip input). ``inf`` or ``nan`` if that std is 0.
+
+It is measured on one more traced forward pass on the same batch (the merges inside a
+subclassed ``call`` are found by value on that trace, which keeps every tensor of the pass).
 """
 
 from __future__ import annotations
@@ -61,6 +73,7 @@ import numpy as np
 
 from keras_inits import _checks, _probe, activations, backend
 from keras_inits._probe import LayerSelection
+from keras_inits.model.residual import ResidualStream, residual_stream
 
 #: Distance to an activation's bound within which a value counts as saturated.
 SATURATION_MARGIN = 0.01
@@ -177,6 +190,70 @@ class LayerStatistics:
             value = getattr(self, field.name)
             values[field.name] = value.as_dict() if isinstance(value, Histogram) else value
         return values
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamStatistics:
+    """The residual stream after one block (see the module docstring).
+
+    Attributes:
+        index: The block's depth index (0 first).
+        merge: Path of the block's merge (``"add_3"``, ``"transformer_layer_0/+1"``).
+        std: Population std of the merge's output over batch and features.
+        growth: ``std`` over the previous block's ``std`` (block 0: over the std of the
+            stream entering it).
+    """
+
+    index: int
+    merge: str
+    std: float
+    growth: float
+
+
+class ModelStatistics(dict):
+    """What :func:`activation_statistics` returns: a dict from layer path to statistics.
+
+    Attributes:
+        residual_stream: One :class:`StreamStatistics` per residual merge, in depth order
+            (empty for a model without residual merges).
+    """
+
+    def __init__(
+        self,
+        layers: Mapping[str, LayerStatistics],
+        residual_stream: Sequence[StreamStatistics] = (),
+    ) -> None:
+        super().__init__(layers)
+        self.residual_stream: tuple[StreamStatistics, ...] = tuple(residual_stream)
+
+
+def stream_statistics(stream: ResidualStream) -> tuple[StreamStatistics, ...]:
+    """The std and growth of the stream after every block of a traced pass.
+
+    ``growth_k = std_k / std_(k-1)``, with ``std_(-1)`` the std of the stream entering block 0.
+
+    Examples:
+
+    >>> import keras
+    >>> from keras_inits.model.residual import residual_stream
+    >>> inputs = keras.Input((4,))
+    >>> branch = keras.layers.Dense(4, kernel_initializer="zeros", name="branch")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Add(name="add")([inputs, branch]))
+    >>> x = np.arange(8, dtype="float32").reshape(2, 4)
+    >>> [(s.merge, s.growth) for s in stream_statistics(residual_stream(model, x))]
+    [('add', 1.0)]
+    """
+    if not stream.outputs:
+        return ()
+    previous = _finite_std([stream.entering[0]])
+    found = []
+    for block, output in zip(stream.structure.blocks, stream.outputs):
+        std = _finite_std([output])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            growth = float(np.float64(std) / np.float64(previous))
+        found.append(StreamStatistics(block.index, block.merge, std, growth))
+        previous = std
+    return tuple(found)
 
 
 # --------------------------------------------------------------------------------------
@@ -442,8 +519,8 @@ def activation_statistics(
     gradients: bool = False,
     training: bool = False,
     loss: Any = None,
-) -> dict[str, LayerStatistics]:
-    """Measure every monitored layer of ``model`` on the batch ``x``.
+) -> ModelStatistics:
+    """Measure every monitored layer and the residual stream of ``model`` on the batch ``x``.
 
     Runs one eager probe pass (``layer.call`` wrapped on each monitored instance, fused
     activations swapped to record pre-activations, all restored afterwards) and computes
@@ -471,9 +548,11 @@ def activation_statistics(
             function or a ``keras.losses.Loss``).
 
     Returns:
-        A dict from layer path to :class:`LayerStatistics`, shallow to deep (in the order
-        the layers produced their outputs). Paths are relative to ``model`` and double as
-        TensorBoard tags.
+        A :class:`ModelStatistics`: a dict from layer path to :class:`LayerStatistics`,
+        shallow to deep (in the order the layers produced their outputs; paths are relative
+        to ``model`` and double as TensorBoard tags), and in ``residual_stream`` one
+        :class:`StreamStatistics` per residual merge (one more traced pass on ``x``, in the
+        same mode, state restored; empty for a model without residual merges).
 
     Raises:
         ValueError: if ``x`` is empty or does not fit the model (the message names the
@@ -501,6 +580,8 @@ def activation_statistics(
     True
     >>> stats["hidden"].scalars()["saturation_fraction"] >= 0.0
     True
+    >>> stats.residual_stream  # no residual merge
+    ()
     """
     _checks.check_model(model)
     gradients = _checks.check_bool("gradients", gradients)
@@ -518,4 +599,6 @@ def activation_statistics(
             "None of the selected layers ran during the probe pass. "
             f"Received: layers={layers!r}"
         )
-    return chain.statistics
+    with _probe.StateGuard(model), backend.current().without_gradients():
+        stream = residual_stream(model, x, training=training)
+    return ModelStatistics(chain.statistics, stream_statistics(stream))

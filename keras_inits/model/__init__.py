@@ -23,7 +23,14 @@ from keras_inits.model.graph import (
     walk,
     weight_fans,
 )
-from keras_inits.model.residual import ResidualBlock, ResidualStructure, residual_blocks, residual_structure
+from keras_inits.model.residual import (
+    ResidualBlock,
+    ResidualStream,
+    ResidualStructure,
+    residual_blocks,
+    residual_stream,
+    residual_structure,
+)
 
 __all__ = [
     "DRAWN_ROLES",
@@ -34,6 +41,7 @@ __all__ = [
     "ModelGraph",
     "Node",
     "ResidualBlock",
+    "ResidualStream",
     "ResidualStructure",
     "Weight",
     "children",
@@ -42,6 +50,7 @@ __all__ = [
     "model_graph",
     "own_variables",
     "residual_blocks",
+    "residual_stream",
     "residual_structure",
     "sample_inputs",
     "walk",

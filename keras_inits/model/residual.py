@@ -112,8 +112,10 @@ from keras_inits.model.graph import (
 __all__ = [
     "SUM_TOLERANCE",
     "ResidualBlock",
+    "ResidualStream",
     "ResidualStructure",
     "residual_blocks",
+    "residual_stream",
     "residual_structure",
 ]
 
@@ -208,11 +210,28 @@ class _Tensor:
     producers: list[str]
 
 
+@dataclasses.dataclass(frozen=True)
+class ResidualStream:
+    """The residual structure of a model and the values of its stream on one batch.
+
+    Attributes:
+        structure: The model's :class:`ResidualStructure`.
+        entering: Per block, the stream entering it: the latest tensor both summands were
+            computed from (the skip summand itself for an identity skip), float32 NumPy.
+        outputs: Per block, the merge's output (the stream after the block), float32 NumPy.
+    """
+
+    structure: ResidualStructure
+    entering: tuple[np.ndarray, ...]
+    outputs: tuple[np.ndarray, ...]
+
+
 @dataclasses.dataclass
 class _Merge:
     path: str
     container: str | None
     summands: tuple[int, int]
+    output: int
 
 
 class _Flow:
@@ -266,7 +285,7 @@ class _Flow:
         count = self.sums.get(container, 0)
         self.sums[container] = count + 1
         prefix = "" if container is None else container + "/"
-        self.merges.append(_Merge(f"{prefix}+{count}", container, summands))
+        self.merges.append(_Merge(f"{prefix}+{count}", container, summands, index))
         return index
 
     def _same_shape_recent(self, value: np.ndarray, members: list[int]) -> list[int]:
@@ -344,11 +363,10 @@ class _Flow:
                 if is_container:
                     return self._container_call(path, original, inputs, args, kwargs)
                 outputs = original(*args, **kwargs)
-                for tensor in _output_tensors(outputs):
-                    self.add(tensor, inputs, [path])
-                if isinstance(layer, keras.layers.Add) and len(inputs) == _MERGE_INPUTS:
+                added = [self.add(tensor, inputs, [path]) for tensor in _output_tensors(outputs)]
+                if isinstance(layer, keras.layers.Add) and len(inputs) == _MERGE_INPUTS and added:
                     container = self.scopes[-1][0] if self.scopes else None
-                    self.merges.append(_Merge(path, container, inputs))
+                    self.merges.append(_Merge(path, container, inputs, added[0]))
                 return outputs
 
             return call
@@ -382,12 +400,11 @@ class _Flow:
                 inputs = tuple(self.resolve(tensor) for tensor in _data_tensors(args, kwargs))
                 outputs = original(*args, **kwargs)
                 tensors = _output_tensors(outputs)
-                for tensor in tensors:
-                    self.add(tensor, inputs, [])
+                added = [self.add(tensor, inputs, []) for tensor in tensors]
                 is_sum = type(operation).__name__ == _ADD_OPERATION and len(inputs) == _MERGE_INPUTS
                 if is_sum and tensors and self._same_shape(inputs, tensors[0]):
                     prefix = "" if container is None else container + "/"
-                    self.merges.append(_Merge(prefix + operation.name, container, inputs))
+                    self.merges.append(_Merge(prefix + operation.name, container, inputs, added[0]))
                 return outputs
 
             return call
@@ -481,6 +498,59 @@ def residual_structure(model: keras.layers.Layer, x: Any = None) -> ResidualStru
     >>> [(block.merge, block.branch) for block in residual_blocks(model)]
     [('block/+0', ('block/inner', 'block/outer'))]
     """
+    flow, layers, weights = _trace(model, x, training=False)
+    return _structure(flow, layers, weights, flow.ancestors())[0]
+
+
+def residual_stream(
+    model: keras.layers.Layer, x: Any = None, *, training: bool = False
+) -> ResidualStream:
+    """The residual structure of ``model`` and its stream on ``x``, from one traced pass.
+
+    The same eager pass as :func:`residual_structure`, which also keeps, per block, the
+    stream entering it and the merge's output (the stream after the block).
+
+    Args:
+        model: A built Keras model or a layer with sub-layers.
+        x: The batch to trace with; by default
+            :func:`keras_inits.model.graph.sample_inputs` (two samples).
+        training: Trace in training mode (the caller restores any state it changes).
+
+    Returns:
+        A :class:`ResidualStream` (empty tuples for a model without residual merges).
+
+    Raises:
+        ValueError: as :func:`residual_structure`.
+        TypeError: as :func:`residual_structure`.
+
+    Examples:
+
+    >>> import keras, numpy as np
+    >>> inputs = keras.Input((4,))
+    >>> branch = keras.layers.Dense(4, name="branch")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Add(name="add")([inputs, branch]))
+    >>> stream = residual_stream(model, np.ones((3, 4), "float32"))
+    >>> stream.entering[0].shape, stream.outputs[0].shape
+    ((3, 4), (3, 4))
+    """
+    flow, layers, weights = _trace(model, x, training=training)
+    ancestors = flow.ancestors()
+    structure, merges = _structure(flow, layers, weights, ancestors)
+    read = backend.current().to_numpy
+    entering = []
+    outputs = []
+    for merge in merges:
+        first, second = merge.summands
+        fork = max((ancestors[first] | {first}) & (ancestors[second] | {second}))
+        entering.append(np.asarray(read(flow.tensors[fork].value), dtype=np.float32))
+        outputs.append(np.asarray(read(flow.tensors[merge.output].value), dtype=np.float32))
+    return ResidualStream(structure, tuple(entering), tuple(outputs))
+
+
+def _trace(
+    model: keras.layers.Layer, x: Any, *, training: bool
+) -> tuple[_Flow, dict[str, keras.layers.Layer], dict[str, tuple[Weight, ...]]]:
+    """One eager forward pass of ``model`` with every layer, model and operation traced."""
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"model must be a Keras model or layer. Received: model={model!r}")
     if not model.built:
@@ -506,17 +576,21 @@ def residual_structure(model: keras.layers.Layer, x: Any = None) -> ResidualStru
         for container_path, container in [(None, model), *layers.items()]:
             for operation in _functional_operations(container):
                 flow.wrap(operation, flow.operation(operation, container_path))
-        model(x, training=False)
+        model(x, training=training)
     finally:
         flow.restore()
-    return _structure(flow, layers, weights)
+    return flow, layers, weights
 
 
 def _structure(
-    flow: _Flow, layers: dict[str, keras.layers.Layer], weights: dict[str, tuple[Weight, ...]]
-) -> ResidualStructure:
-    ancestors = flow.ancestors()
+    flow: _Flow,
+    layers: dict[str, keras.layers.Layer],
+    weights: dict[str, tuple[Weight, ...]],
+    ancestors: list[frozenset[int]],
+) -> tuple[ResidualStructure, list[_Merge]]:
+    """The structure, and the merge of each of its blocks."""
     blocks: list[ResidualBlock] = []
+    kept: list[_Merge] = []
     in_branches: set[str] = set()
     for merge in flow.merges:
         split = _split(flow, merge, ancestors, weights)
@@ -531,12 +605,13 @@ def _structure(
         skip = tuple(path for path in _producers(flow, skip_tensors) if path not in branch)
         block = ResidualBlock(len(blocks), merge.path, merge.container, tuple(branch), skip, kernels, attention)
         blocks.append(block)
+        kept.append(merge)
         in_branches.update(branch)
     classifier = _classifier(flow, blocks, in_branches, weights)
     classifier_weights = () if classifier is None else tuple(
         weight for weight in weights[classifier] if weight.role in KERNEL_ROLES or weight.role == "bias"
     )
-    return ResidualStructure(tuple(blocks), classifier, classifier_weights)
+    return ResidualStructure(tuple(blocks), classifier, classifier_weights), kept
 
 
 def _classifier(

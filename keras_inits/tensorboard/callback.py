@@ -188,6 +188,10 @@ class ActivationStatistics(keras.callbacks.Callback):
       ``gradients/<layer>/kernel_grad_std``;
     * with ``histograms=True``: a histogram ``activations/<layer>``, and with
       ``gradients=True`` also ``gradients/<layer>`` (of ``d loss / d output``);
+    * for a residual model, the stream after every residual merge (see
+      :func:`keras_inits.activation_statistics`): scalars ``residual_stream/std/<k>_<merge>``
+      and ``residual_stream/growth/<k>_<merge>`` (``k`` the block's zero-padded depth index,
+      so the tags sort by depth) and ``residual_stream/std_ratio_last_first``;
     * with ``images=True`` and matplotlib installed: an image ``activations/depth_profile``
       (std and cosine against depth), at most once per epoch whatever ``update_freq`` is;
     * once, a Custom Scalars layout: one chart per statistic with a line per layer, so the
@@ -337,7 +341,8 @@ class ActivationStatistics(keras.callbacks.Callback):
             # all would switch off Keras's asynchronous batch-end dispatch).
             self.on_train_batch_end = self._write_every_n_steps  # type: ignore[method-assign]
 
-        #: The statistics of the last write (path -> LayerStatistics), for inspection.
+        #: The statistics of the last write (path -> LayerStatistics, and its
+        #: ``residual_stream``), for inspection.
         self.last_statistics: dict[str, LayerStatistics] | None = None
 
     # -- Keras hooks -----------------------------------------------------------------
@@ -379,7 +384,8 @@ class ActivationStatistics(keras.callbacks.Callback):
                 iteration count (0 for a model that was never trained or compiled).
 
         Returns:
-            The statistics written (path -> :class:`keras_inits.LayerStatistics`).
+            The statistics written (path -> :class:`keras_inits.LayerStatistics`, and the
+            ``residual_stream`` of :func:`keras_inits.activation_statistics`).
 
         Raises:
             TypeError: if ``step`` is not an integer.

@@ -13,13 +13,16 @@ Tags:
 * ``activations/<layer>``: histogram of the layer's output values;
 * ``gradients/<layer>``: histogram of ``d loss / d output`` (with gradients);
 * ``activations/depth_profile``: image (PNG) of std and cosine against depth;
+* ``residual_stream/std/<k>_<merge>``, ``residual_stream/growth/<k>_<merge>``: scalars of the
+  stream after residual block ``k`` (zero-padded, so the tags sort by depth), and
+  ``residual_stream/std_ratio_last_first``: the last block's std over the first's;
 * ``custom_scalars__config__``: the custom-scalars layout, written once.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
@@ -29,11 +32,21 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from keras_inits.stats import ACTIVATION_SCALARS, GRADIENT_SCALARS, LayerStatistics
+from keras_inits.stats import (
+    ACTIVATION_SCALARS,
+    GRADIENT_SCALARS,
+    LayerStatistics,
+    StreamStatistics,
+)
 
 ACTIVATION_PREFIX = "activations"
 GRADIENT_PREFIX = "gradients"
 DEPTH_PROFILE_TAG = f"{ACTIVATION_PREFIX}/depth_profile"
+STREAM_PREFIX = "residual_stream"
+#: Tag of the std of the stream after the last block over the std after the first.
+STREAM_RATIO_TAG = f"{STREAM_PREFIX}/std_ratio_last_first"
+#: Fewest digits of the block index in a stream tag.
+_STREAM_INDEX_DIGITS = 2
 #: The tag TensorBoard's custom-scalars plugin reads its layout from.
 LAYOUT_TAG = custom_scalar_metadata.CONFIG_SUMMARY_TAG
 
@@ -59,6 +72,29 @@ def histogram_tag(path: str) -> str:
 def gradient_histogram_tag(path: str) -> str:
     """TensorBoard tag of a layer's ``d loss / d output`` histogram."""
     return f"{GRADIENT_PREFIX}/{path}"
+
+
+def stream_tag(statistic: str, block: StreamStatistics, blocks: int) -> str:
+    """TensorBoard tag of the ``std`` or ``growth`` of the stream after one of ``blocks`` blocks.
+
+    Examples:
+
+    >>> stream_tag("std", StreamStatistics(3, "add_3", 1.0, 1.0), blocks=16)
+    'residual_stream/std/03_add_3'
+    """
+    digits = max(_STREAM_INDEX_DIGITS, len(str(blocks - 1)))
+    return f"{STREAM_PREFIX}/{statistic}/{block.index:0{digits}d}_{block.merge}"
+
+
+def add_stream(summary: summary_pb2.Summary, stream: Sequence[StreamStatistics]) -> None:
+    """Append the residual stream's scalars (nothing for a model without residual merges)."""
+    for block in stream:
+        add_scalar(summary, stream_tag("std", block, len(stream)), block.std)
+        add_scalar(summary, stream_tag("growth", block, len(stream)), block.growth)
+    if stream:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = float(np.float64(stream[-1].std) / np.float64(stream[0].std))
+        add_scalar(summary, STREAM_RATIO_TAG, ratio)
 
 
 def add_scalar(summary: summary_pb2.Summary, tag: str, value: float) -> None:
@@ -110,7 +146,8 @@ def statistics_summary(
     """One ``Summary`` proto holding every statistic of one step.
 
     Args:
-        statistics: From ``activation_statistics``.
+        statistics: From ``activation_statistics``; its ``residual_stream`` (when it has
+            one) is written under ``residual_stream/`` tags.
         histograms: Include a histogram per layer (and of its gradient, when measured).
         image: Optional ``(png_bytes, width, height)`` for ``activations/depth_profile``.
 
@@ -121,6 +158,7 @@ def statistics_summary(
     for path, layer_stats in statistics.items():
         for name, value in layer_stats.scalars().items():
             add_scalar(summary, scalar_tag(path, name), value)
+    add_stream(summary, getattr(statistics, "residual_stream", ()))
     if histograms:
         for path, layer_stats in statistics.items():
             add_histogram(
