@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from typing import Any, Mapping, Sequence, Union
 
 import keras
@@ -599,6 +600,23 @@ def activation_statistics(
             "None of the selected layers ran during the probe pass. "
             f"Received: layers={layers!r}"
         )
+    return ModelStatistics(chain.statistics, _stream_statistics(model, x, training))
+
+
+# Models whose traced pass found no residual merge, with their variable count at the time:
+# their later calls (every write of the callback) skip the extra pass until that count changes.
+_WITHOUT_MERGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stream_statistics(model: keras.Model, x: Any, training: bool) -> tuple[StreamStatistics, ...]:
+    """The residual stream of ``model`` on ``x``; one traced pass, none for a model already
+    known to have no residual merge."""
+    variables = len(model.variables)
+    if _WITHOUT_MERGES.get(model) == variables:
+        return ()
     with _probe.StateGuard(model), backend.current().without_gradients():
         stream = residual_stream(model, x, training=training)
-    return ModelStatistics(chain.statistics, stream_statistics(stream))
+    statistics = stream_statistics(stream)
+    if not statistics:
+        _WITHOUT_MERGES[model] = variables
+    return statistics

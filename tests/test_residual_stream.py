@@ -145,3 +145,24 @@ def test_a_projection_shortcut_grows_against_the_stream_it_forked_from():
     read = backend.current().to_numpy
     entering, output = [np.asarray(read(value), dtype=np.float64) for value in extractor(x)]
     np.testing.assert_allclose(block.growth, output.std() / entering.std(), rtol=TOLERANCE)
+
+
+def test_a_plain_model_is_traced_once_then_skipped(monkeypatch):
+    # The callback measures at every write: a model without merges pays the traced pass once.
+    calls = []
+    traced = keras_inits.stats.residual_stream
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return traced(*args, **kwargs)
+
+    monkeypatch.setattr(keras_inits.stats, "residual_stream", counting)
+    model = mlp()
+    x = probe_batch()
+    for _ in range(3):
+        assert keras_inits.activation_statistics(model, x[:, :6]).residual_stream == ()
+    assert len(calls) == 1
+    residual = functional_mlp()
+    for _ in range(2):
+        assert len(keras_inits.activation_statistics(residual, x).residual_stream) == BLOCKS
+    assert len(calls) == 3
