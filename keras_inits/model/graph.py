@@ -857,10 +857,44 @@ def _output_tensors(outputs: Any) -> list[Any]:
     return [value for value in keras.tree.flatten(outputs) if keras.ops.is_tensor(value)]
 
 
-class _Trace:
+class CallPatcher:
+    """Replaces the ``call`` of layers and operations for one traced pass, and puts them back.
+
+    ``wrap(target, traced)`` sets ``target.call = traced(target.call)`` on the instance
+    (keeping the signature Keras inspects); ``restore()`` undoes every wrap, last first.
+    """
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def wrap(self, target: Any, traced: Callable[[Callable], Callable]) -> None:
+        original = target.call
+        had_own_call = "call" in vars(target)
+        wrapper = traced(original)
+        try:
+            wrapper.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            pass
+        object.__setattr__(target, "call", wrapper)
+
+        def undo() -> None:
+            if had_own_call:
+                object.__setattr__(target, "call", original)
+            else:
+                object.__delattr__(target, "call")
+
+        self._undo.append(undo)
+
+    def restore(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+class _Trace(CallPatcher):
     """The bookkeeping of one traced forward pass."""
 
     def __init__(self, measure_data: bool) -> None:
+        super().__init__()
         self.produced: dict[int, tuple[str | None, FeedingActivation]] = {}
         self.alive: list[Any] = []
         self.order: list[str] = []
@@ -871,7 +905,6 @@ class _Trace:
         self.measure_data = measure_data
         self.before_weights: set[int] = set()
         self.weights_ran = False
-        self._undo: list[Callable[[], None]] = []
 
     def source(self, tensor: Any) -> tuple[str | None, FeedingActivation]:
         known = self.produced.get(id(tensor))
@@ -897,28 +930,6 @@ class _Trace:
         for tensor in tensors:
             self.produced[id(tensor)] = (path, activation)
             self.alive.append(tensor)
-
-    def wrap(self, target: Any, traced: Callable[[Callable], Callable]) -> None:
-        original = target.call
-        had_own_call = "call" in vars(target)
-        wrapper = traced(original)
-        try:
-            wrapper.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):
-            pass
-        object.__setattr__(target, "call", wrapper)
-
-        def undo() -> None:
-            if had_own_call:
-                object.__setattr__(target, "call", original)
-            else:
-                object.__delattr__(target, "call")
-
-        self._undo.append(undo)
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
 
     def layer(self, path: str, layer: keras.layers.Layer, kind: str, has_kernel: bool) -> Callable:
         def traced(original: Callable) -> Callable:

@@ -89,7 +89,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, Callable
 
 import keras
@@ -99,6 +98,7 @@ from keras_inits import backend
 from keras_inits.activations import CLOSED_FORMS
 from keras_inits.model.graph import (
     KERNEL_ROLES,
+    CallPatcher,
     Weight,
     _data_tensors,
     _functional_operations,
@@ -234,10 +234,11 @@ class _Merge:
     output: int
 
 
-class _Flow:
+class _Flow(CallPatcher):
     """The tensor-level bookkeeping of one traced forward pass."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.tensors: list[_Tensor] = []
         self.by_id: dict[int, int] = {}
         self.alive: list[Any] = []
@@ -247,7 +248,6 @@ class _Flow:
         self.first_call: dict[str, int] = {}
         self.calls = 0
         self._arrays: dict[int, np.ndarray] = {}
-        self._undo: list[Callable[[], None]] = []
 
     # the tensors -------------------------------------------------------------------
 
@@ -330,28 +330,6 @@ class _Flow:
         return None
 
     # the wrappers ------------------------------------------------------------------
-
-    def wrap(self, target: Any, traced: Callable[[Callable], Callable]) -> None:
-        original = target.call
-        had_own_call = "call" in vars(target)
-        wrapper = traced(original)
-        try:
-            wrapper.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):
-            pass
-        object.__setattr__(target, "call", wrapper)
-
-        def undo() -> None:
-            if had_own_call:
-                object.__setattr__(target, "call", original)
-            else:
-                object.__delattr__(target, "call")
-
-        self._undo.append(undo)
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
 
     def layer(self, path: str, layer: keras.layers.Layer, is_container: bool) -> Callable:
         def traced(original: Callable) -> Callable:
