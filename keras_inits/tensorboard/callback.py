@@ -584,7 +584,12 @@ class ActivationStatistics(keras.callbacks.Callback):
             return None
 
     def _write_profile(self, statistics: dict[str, LayerStatistics], step: int) -> None:
-        """Write the depth-profile runs; a failure is a warning (once until it recovers)."""
+        """Write the depth-profile runs; a failure is logged once until it recovers.
+
+        A log, not a ``RuntimeWarning``: the profile is retried at the next write (the
+        latest one supersedes it) and the statistics run already warns about the disk; a
+        profile still unwritten at train end is warned about then.
+        """
         if self._profile.write(statistics):
             if self._profile_failed:
                 logger.info("ActivationStatistics: the depth profile is written to %s again "
@@ -593,13 +598,10 @@ class ActivationStatistics(keras.callbacks.Callback):
             return
         if not self._profile_failed:
             error = self._profile.last_error
-            warnings.warn(
-                f"ActivationStatistics could not write the depth profile of step {step} to "
-                f"{self._profile.directory!r}: {type(error).__name__}: {error}. It is retried "
-                "at the next write. Training continues.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            logger.warning(
+                "ActivationStatistics could not write the depth profile of step %d to %s: "
+                "%s: %s. It is retried at the next write.",
+                step, self._profile.directory, type(error).__name__, error)
         self._profile_failed = True
 
     @staticmethod
