@@ -28,6 +28,9 @@ LABEL_POINTS = 11
 TICK_POINTS = 10
 #: Up to this many layers, the x axis is labelled with layer paths instead of depth indices.
 MAX_NAMED_TICKS = 16
+#: Bottom margin (figure fraction) under layer-name ticks, and under a depth-index axis.
+NAMED_BOTTOM = 0.27
+INDEXED_BOTTOM = 0.15
 #: zlib level of the PNG: 1 is several times faster than the default and barely larger.
 PNG_COMPRESS_LEVEL = 1
 #: Default std axis (log scale) before any data: 1e-2 .. 1e1.
@@ -71,7 +74,8 @@ class DepthProfilePlot:
         from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
         self._figure = Figure(figsize=FIGURE_SIZE, dpi=DPI)
-        self._figure.subplots_adjust(left=0.06, right=0.99, bottom=0.27, top=0.78, wspace=0.14)
+        self._figure.subplots_adjust(left=0.06, right=0.99, bottom=NAMED_BOTTOM, top=0.78,
+                                     wspace=0.14)
         self._canvas = FigureCanvasAgg(self._figure)
         self._std_axes, self._cosine_axes = self._figure.subplots(1, 2)
         # animated=True: left out of the full draw, drawn by blitting.
@@ -128,18 +132,23 @@ class DepthProfilePlot:
     def _draw_background(self, paths: tuple[str, ...], output: str | None,
                          decades: tuple[int, int]) -> None:
         from matplotlib.lines import Line2D
+        from matplotlib.ticker import MaxNLocator
 
         positions = list(range(len(paths)))
+        named = len(paths) <= MAX_NAMED_TICKS
+        # Room under the panels for rotated layer names, or for one axis label.
+        self._figure.subplots_adjust(bottom=NAMED_BOTTOM if named else INDEXED_BOTTOM)
         for mark in self._output_marks:
             mark.remove()
         self._output_marks = []
         for axes in (self._std_axes, self._cosine_axes):
             axes.set_xlim(-0.5, len(paths) - 0.5)
-            if len(paths) <= MAX_NAMED_TICKS:
+            if named:
                 labels = [f"{index:02d} {path}" for index, path in enumerate(paths)]
                 axes.set_xticks(positions, labels=labels, rotation=40, ha="right",
                                 fontsize=TICK_POINTS)
             else:
+                axes.xaxis.set_major_locator(MaxNLocator(integer=True))
                 axes.set_xlabel("layer depth index (kk in the tags)", fontsize=LABEL_POINTS)
             if output in paths:
                 self._output_marks.append(axes.axvline(paths.index(output), color="black",
