@@ -282,7 +282,9 @@ def statistics_summary(
     return summary
 
 
-def profile_summaries(statistics: Mapping[str, LayerStatistics]) -> list[tuple[int, summary_pb2.Summary]]:
+def profile_summaries(
+    statistics: Mapping[str, LayerStatistics],
+) -> list[tuple[int, summary_pb2.Summary]]:
     """The depth profile: one ``(depth index, Summary)`` per layer, shallow to deep.
 
     The summary at step ``kk`` holds ``depth_profile/<statistic>`` of the layer at depth
