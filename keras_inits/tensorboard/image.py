@@ -4,7 +4,8 @@ matplotlib is optional and imported lazily, with the Agg canvas directly (no pyp
 global state, no GUI backend). A full matplotlib draw of a two-panel figure costs 25-100 ms,
 most of it text and ticks, so the figure is drawn *once* (and again only when the layers
 change or the std leaves the decades on the axis) and then blitted: each render restores the
-cached background, draws the three lines and encodes the pixels as a fast PNG (a few ms).
+cached background, draws the lines and the title and encodes the pixels as a palette PNG
+(measured at 1100 x 440 px: ~25 ms, ~24 KB).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ NAMED_BOTTOM = 0.27
 INDEXED_BOTTOM = 0.15
 #: zlib level of the PNG: 1 is several times faster than the default and barely larger.
 PNG_COMPRESS_LEVEL = 1
+#: Colours of the palette PNG (a plot has a few, plus the anti-aliasing shades).
+PNG_COLORS = 64
 #: Default std axis (log scale) before any data: 1e-2 .. 1e1.
 DEFAULT_STD_DECADES = (-2, 1)
 #: A value within this factor of a decade edge gets the next decade too, so that no point
@@ -204,8 +207,12 @@ class DepthProfilePlot:
         self._title.set_text(title)
         self._figure.draw_artist(self._title)
 
-        pixels = np.asarray(self._canvas.buffer_rgba())[..., :3]
+        pixels = np.asarray(self._canvas.buffer_rgba())
         height, width = pixels.shape[:2]
         buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        # A palette PNG: half the bytes of an RGB one, so half the event's crc32c (pure
+        # Python, ~22 ms per 100 KB), and faster to encode.
+        opaque = Image.fromarray(pixels).convert("RGB")  # no transparency chunk in the PNG
+        palette = opaque.quantize(colors=PNG_COLORS, method=Image.Quantize.FASTOCTREE)
+        palette.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return buffer.getvalue(), width, height
