@@ -36,7 +36,7 @@ from _stats_helpers import batch, mlp, read_run, scalar_series, weights_of
 #: Size of the tmpfs that plays the full disk.
 DISK_BYTES = 1024 * 1024
 #: One scalar tag checked for its steps in every test.
-TAG = "activations/dense_0/std"
+TAG = "activations/std/00_dense_0"
 
 
 def compiled_mlp():
@@ -468,9 +468,9 @@ def test_models_whose_layers_are_unbuilt_at_train_begin(tmp_path, make_model):
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
     callback.close()
     run = read_run(str(tmp_path / "activations"))
-    assert [step for step, _ in scalar_series(run, "activations/hidden/std")] == [0, 2]
-    assert {tag for tag in run if tag.endswith("/std")} == {"activations/hidden/std",
-                                                            "activations/head/std"}
+    assert [step for step, _ in scalar_series(run, "activations/std/00_hidden")] == [0, 2]
+    assert {tag for tag in run if tag.startswith("activations/std/")} == {
+        "activations/std/00_hidden", "activations/std/01_head"}
 
 
 # --------------------------------------------------------------------------------------

@@ -121,37 +121,49 @@ def test_steps_values_tags_and_layout(tmp_path):
     callback.close()
 
     run = read_run(tmp_path / "activations")
-    std = scalar_series(run, "activations/dense_0/std")
+    std = scalar_series(run, "activations/std/00_dense_0")
     assert [step for step, _ in std] == [0, 4, 8, 12]  # no duplicate step 8 at the 2nd fit
     assert std[0][1] == pytest.approx(before_fit["dense_0"].std, rel=1e-6)
     assert std[2][1] == pytest.approx(after_first_fit["dense_0"].std, rel=1e-6)
     for name, value in before_fit["dense_1"].scalars().items():
-        written = scalar_series(run, f"activations/dense_1/{name}")[0]
+        written = scalar_series(run, f"activations/{name}/01_dense_1")[0]
         assert written == (0, pytest.approx(value, rel=1e-6, abs=1e-12)), name
 
-    expected_tags = {f"activations/{layer}/{name}" for layer in ("dense_0", "dense_1", "out")
-                     for name in ACTIVATION_SCALARS if name != "saturation_fraction"}
-    expected_tags |= {"activations/dense_0/saturation_fraction",
-                      "activations/dense_1/saturation_fraction"}
-    expected_tags |= {"activations/dense_0", "activations/dense_1", "activations/out",
-                      "activations/depth_profile", LAYOUT_TAG}
+    layers = [f"{index:02d}_{layer}" for index, layer in enumerate(("dense_0", "dense_1", "out"))]
+    names = [name for name in ACTIVATION_SCALARS if name != "saturation_fraction"]
+    names += ["log10_std", "log10_pre_std"]
+    expected_tags = {f"activations/{name}/{layer}" for layer in layers for name in names}
+    # tanh is bounded, the linear output layer is not: no saturation tag for it.
+    expected_tags |= {"activations/saturation_fraction/00_dense_0",
+                      "activations/saturation_fraction/01_dense_1"}
+    expected_tags |= {f"activations/histogram/{layer}" for layer in layers}
+    expected_tags |= {"activations/depth_profile/init", "activations/depth_profile/latest",
+                      LAYOUT_TAG}
     assert set(run) == expected_tags
+    for statistic in ("std", "pre_std"):
+        written = scalar_series(run, f"activations/log10_{statistic}/01_dense_1")[0]
+        assert written == (0, pytest.approx(np.log10(getattr(before_fit["dense_1"], statistic)),
+                                            rel=1e-6))
 
-    histogram = run["activations/dense_0"][0][1]
+    histogram = run["activations/histogram/00_dense_0"][0][1]
     assert histogram.shape == (30, 3)
     assert histogram[:, 2].sum() == 64 * 16
     np.testing.assert_allclose(histogram[:, 2], before_fit["dense_0"].histogram.counts)
 
-    images = run["activations/depth_profile"]
+    images = run["activations/depth_profile/latest"]
     assert [step for step, _ in images] == [0, 4, 8, 12]
+    (init_image,) = run["activations/depth_profile/init"]  # the run's first write only
+    assert init_image[0] == 0
+    assert list(init_image[1]) == list(images[0][1])
     width, height, png = images[0][1]
-    assert png.startswith(b"\x89PNG") and int(width) > 100 and int(height) > 100
+    assert png.startswith(b"\x89PNG")
+    assert (int(width), int(height)) == (1100, 440)
 
+    tags = ("activations/std/00_dense_0", "activations/histogram/00_dense_0",
+            "activations/depth_profile/init", LAYOUT_TAG)
     plugins = {tag: read_metadata(tmp_path / "activations", tag).plugin_data.plugin_name
-               for tag in ("activations/dense_0/std", "activations/dense_0",
-                           "activations/depth_profile", LAYOUT_TAG)}
-    assert plugins == {"activations/dense_0/std": "scalars", "activations/dense_0": "histograms",
-                       "activations/depth_profile": "images", LAYOUT_TAG: "custom_scalars"}
+               for tag in tags}
+    assert plugins == dict(zip(tags, ("scalars", "histograms", "images", "custom_scalars")))
 
 
 def test_custom_scalars_layout_read_back_from_the_event_file(tmp_path):
@@ -173,12 +185,21 @@ def test_custom_scalars_layout_read_back_from_the_event_file(tmp_path):
     assert layout_event.tensor_proto.dtype == types_pb2.DT_STRING
     assert list(layout_event.tensor_proto.tensor_shape.dim) == []  # a scalar string
     layout = layout_pb2.Layout.FromString(layout_entry[1].item())
-    assert [category.title for category in layout.category] == ["activations (by layer)"]
-    charts = {chart.title: chart.multiline.tag[0] for chart in layout.category[0].chart}
-    assert list(charts) == list(ACTIVATION_SCALARS)
-    assert charts["std"] == "activations/.*/std$"
+    assert [category.title for category in layout.category] == [
+        "depth_profile (step = layer index)", "activations (by layer)"]
+    profile_charts = {chart.title: chart.multiline.tag[0] for chart in layout.category[0].chart}
+    assert list(profile_charts) == ["std", "log10_std", "pre_std", "log10_pre_std", "cosine",
+                                    "dead_fraction", "saturation_fraction"]
+    assert profile_charts["pre_std"] == "depth_profile/pre_std$"
+    charts = {chart.title: chart.multiline.tag[0] for chart in layout.category[1].chart}
+    names = list(ACTIVATION_SCALARS)
+    names.insert(names.index("std") + 1, "log10_std")
+    names.insert(names.index("pre_std") + 1, "log10_pre_std")
+    assert list(charts) == names
+    assert charts["std"] == "activations/std/"
     std_tags = {tag for tag in run if re.match(charts["std"], tag)}
-    assert std_tags == {"activations/dense_0/std", "activations/dense_1/std", "activations/out/std"}
+    assert std_tags == {"activations/std/00_dense_0", "activations/std/01_dense_1",
+                        "activations/std/02_out"}
 
 
 def test_gradient_tags_values_and_layout(tmp_path):
@@ -192,18 +213,24 @@ def test_gradient_tags_values_and_layout(tmp_path):
 
     run = read_run(tmp_path / "activations")
     for name in ("grad_std", "kernel_grad_std"):
-        written = scalar_series(run, f"gradients/dense_1/{name}")
+        written = scalar_series(run, f"gradients/{name}/01_dense_1")
         assert [step for step, _ in written] == [0, 4, 8]
         assert written[0][1] == pytest.approx(getattr(before_fit["dense_1"], name), rel=1e-6)
-    gradient_histogram = run["gradients/dense_0"][0][1]
+    gradient_histogram = run["gradients/histogram/00_dense_0"][0][1]
     np.testing.assert_allclose(gradient_histogram[:, 2],
                                before_fit["dense_0"].grad_histogram.counts)
-    assert {"gradients/dense_0", "gradients/dense_1", "gradients/out"} <= set(run)
+    assert {"gradients/histogram/00_dense_0", "gradients/histogram/01_dense_1",
+            "gradients/histogram/02_out"} <= set(run)
+    log10_grad_std = scalar_series(run, "gradients/log10_grad_std/01_dense_1")[0]
+    assert log10_grad_std == (0, pytest.approx(np.log10(before_fit["dense_1"].grad_std),
+                                               rel=1e-6))
     layout = layout_pb2.Layout.FromString(run[LAYOUT_TAG][0][1].item())
-    assert [c.title for c in layout.category] == ["activations (by layer)",
+    assert [c.title for c in layout.category] == ["depth_profile (step = layer index)",
+                                                  "activations (by layer)",
                                                   "gradients (by layer)"]
-    assert [chart.title for chart in layout.category[1].chart] == ["grad_std",
-                                                                   "kernel_grad_std"]
+    assert [chart.title for chart in layout.category[2].chart] == [
+        "grad_std", "kernel_grad_std", "log10_grad_std"]
+    assert {"grad_std", "log10_grad_std"} <= {chart.title for chart in layout.category[0].chart}
 
 
 @pytest.mark.backends("tensorflow")  # keras.callbacks.TensorBoard writes with tf.summary
@@ -214,7 +241,7 @@ def test_steps_are_keras_tensorboard_batch_steps(tmp_path):
     keras_board = keras.callbacks.TensorBoard(tmp_path, update_freq=1)
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[keras_board, callback], verbose=0)
     callback.close()
-    ours = [step for step, _ in read_run(tmp_path / "activations")["activations/out/std"]]
+    ours = [step for step, _ in read_run(tmp_path / "activations")["activations/std/02_out"]]
     keras_steps = {step for step, _ in read_run(tmp_path / "train")["batch_loss"]}
     assert ours == [0, 4, 8]
     assert {4, 8} <= keras_steps
@@ -233,7 +260,7 @@ def test_update_freq_steps(tmp_path, update_freq, expected_steps):
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")
-    assert [step for step, _ in run["activations/dense_0/mean"]] == expected_steps
+    assert [step for step, _ in run["activations/mean/00_dense_0"]] == expected_steps
 
 
 def test_update_freq_in_steps_and_one_image_per_epoch(tmp_path):
@@ -244,10 +271,11 @@ def test_update_freq_in_steps_and_one_image_per_epoch(tmp_path):
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")
-    assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 3, 6]
+    assert [step for step, _ in run["activations/mean/00_dense_0"]] == [0, 3, 6]
     # Train begin (epoch 0) and the first write of epoch 2; never two in one epoch.
-    assert [step for step, _ in run["activations/depth_profile"]] == [0, 6]
-    assert "activations/dense_0" not in run  # histograms=False
+    assert [step for step, _ in run["activations/depth_profile/latest"]] == [0, 6]
+    assert [step for step, _ in run["activations/depth_profile/init"]] == [0]
+    assert "activations/histogram/00_dense_0" not in run  # histograms=False
 
 
 @pytest.mark.backends("tensorflow", "jax")  # torch: Keras allows only steps_per_execution=1
@@ -261,7 +289,7 @@ def test_update_freq_in_steps_with_steps_per_execution(tmp_path):
     callback.close()
     run = read_run(tmp_path / "activations")
     # Batch ends arrive at steps 2, 4, 6, 8: a write each time a multiple of 3 was crossed.
-    assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 4, 6]
+    assert [step for step, _ in run["activations/mean/00_dense_0"]] == [0, 4, 6]
 
 
 def test_update_freq_epoch_keeps_async_batch_dispatch():
@@ -288,8 +316,8 @@ def test_nested_model_tags(tmp_path):
     model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")
-    assert "activations/inner/dense_3/std" in run
-    assert "activations/inner/dense_3" in run
+    assert "activations/std/01_inner/dense_3" in run
+    assert "activations/histogram/01_inner/dense_3" in run
 
 
 # The probe batch has the fit's batch size: on jax and torch Keras builds an unbuilt
@@ -306,13 +334,13 @@ def test_unbuilt_and_subclassed_models(tmp_path, make_model):
     model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")
-    assert {tag for tag in run if tag.endswith("/std")} == {"activations/hidden/std",
-                                                            "activations/head/std"}
-    std = scalar_series(run, "activations/hidden/std")
+    assert {tag for tag in run if tag.startswith("activations/std/")} == {
+        "activations/std/00_hidden", "activations/std/01_head"}
+    std = scalar_series(run, "activations/std/00_hidden")
     assert [step for step, _ in std] == [0, 4, 8, 12]
     final = keras_inits.activation_statistics(model, x[:32])
     assert std[-1][1] == pytest.approx(final["hidden"].std, rel=1e-6)
-    assert run["activations/hidden"][0][1][:, 2].sum() == 32 * 8
+    assert run["activations/histogram/00_hidden"][0][1][:, 2].sum() == 32 * 8
 
 
 # --------------------------------------------------------------------------------------
@@ -377,7 +405,7 @@ def test_freq_is_deprecated_for_update_freq(tmp_path):
     model.fit(x, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")
-    assert [step for step, _ in run["activations/dense_0/mean"]] == [0, 2, 4]
+    assert [step for step, _ in run["activations/mean/00_dense_0"]] == [0, 2, 4]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         keras_inits.ActivationStatistics(tmp_path, x[:16], update_freq=2, images=False)
@@ -473,7 +501,7 @@ def test_nonfinite_activations_are_logged_not_raised(tmp_path, caplog):
     assert len(history.history["loss"]) == 1
     assert "non-finite activations at step 0: dense_0 (16 values)" in caplog.text
     run = read_run(tmp_path / "activations")
-    assert scalar_series(run, "activations/dense_0/nonfinite_count")[0] == (0, 16.0)
+    assert scalar_series(run, "activations/nonfinite_count/00_dense_0")[0] == (0, 16.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -513,7 +541,7 @@ def test_no_tensorflow_imported(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert f"OK {keras.backend.backend()}" in result.stdout
     run = read_run(tmp_path / "logs" / "activations")
-    assert [step for step, _ in run["activations/dense/std"]] == [0, 2, 4]
+    assert [step for step, _ in run["activations/std/00_dense"]] == [0, 2, 4]
 
 
 # --------------------------------------------------------------------------------------
@@ -546,8 +574,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(sys.argv[1] + "/activations")
-    steps = [step for step, _ in run["activations/dense_0/std"]]
-    grad_steps = [step for step, _ in run["gradients/dense_0/kernel_grad_std"]]
+    steps = [step for step, _ in run["activations/std/00_dense_0"]]
+    grad_steps = [step for step, _ in run["gradients/kernel_grad_std/00_dense_0"]]
     print("STEPS", steps, grad_steps)
     assert steps == [0, 4, 8], steps
     assert grad_steps == [0, 4, 8], grad_steps
@@ -581,6 +609,6 @@ def test_write_outside_fit_for_an_untrained_model(tmp_path):
     callback.close()
 
     run = read_run(tmp_path / "activations")
-    std = scalar_series(run, "activations/dense_0/std")
+    std = scalar_series(run, "activations/std/00_dense_0")
     assert [step for step, _ in std] == [0, 7]
     assert std[0][1] == pytest.approx(statistics["dense_0"].std, rel=1e-6)

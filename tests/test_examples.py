@@ -300,7 +300,7 @@ def test_depth_demo_tensorboard_runs_carry_hparams(tmp_path: Path) -> None:
     statistics_directory = tensorboard_directory / "gelu-He_lsuv" / "activations"
     assert len(list(statistics_directory.glob("events.out.tfevents.*"))) == 1
     tags = {value.tag for event in events_in(statistics_directory) for value in event.summary.value}
-    assert "activations/dense_1/pre_std" in tags
+    assert "activations/pre_std/00_dense_1" in tags
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)

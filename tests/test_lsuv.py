@@ -236,8 +236,8 @@ def test_callback_runs_once_and_its_result_shows_at_step_zero(tmp_path):
     statistics.close()
 
     run = read_run(tmp_path / "activations")
-    for path in report:
-        step, pre_std = scalar_series(run, f"activations/{path}/pre_std")[0]
+    for index, path in enumerate(report):
+        step, pre_std = scalar_series(run, f"activations/pre_std/{index:02d}_{path}")[0]
         assert step == 0
         assert abs(pre_std - 1.0) < TOL, (path, pre_std)
 

@@ -2,18 +2,20 @@
 
 Every backend. The stream after each merge is checked against a hand computation on a
 feature-extractor model of a Functional residual MLP; a subclassed twin (a ``+`` inside
-``call``) with the same weights gives the same numbers; the callback's tags are read back
-from the event file.
+``call``) with the same weights gives the same numbers; the callback's tags (and the stream
+against depth in the depth-profile runs) are read back from the event files.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+from tensorboard.plugins.custom_scalar import layout_pb2
 
 import keras_inits
 from keras_inits import backend
 from keras_inits.tensorboard.callback import RUN_NAME
+from keras_inits.tensorboard.protos import LAYOUT_TAG
 
 from _stats_helpers import mlp, read_run, scalar_series
 
@@ -130,6 +132,17 @@ def test_callback_writes_the_stream_tags(tmp_path):
             assert scalar_series(run, tag) == [(0, float(np.float32(getattr(block, name))))]
     ratio = scalar_series(run, "residual_stream/std_ratio_last_first")
     assert ratio == [(0, float(np.float32(stream[-1].std / stream[0].std)))]
+    # The depth-profile runs: the stream against depth, step = block index.
+    for profile_run in ("init", "latest"):
+        profile = read_run(str(tmp_path / f"{RUN_NAME}_profile" / profile_run))
+        for name in ("std", "growth"):
+            assert scalar_series(profile, f"depth_profile/residual_stream_{name}") == [
+                (block.index, float(np.float32(getattr(block, name)))) for block in stream]
+    layout = layout_pb2.Layout.FromString(run[LAYOUT_TAG][0][1].item())
+    titles = [category.title for category in layout.category]
+    assert titles[-1] == "residual_stream (by block)"
+    assert {"residual_stream_std", "residual_stream_growth"} <= {
+        chart.title for chart in layout.category[0].chart}
 
 
 def test_a_projection_shortcut_grows_against_the_stream_it_forked_from():

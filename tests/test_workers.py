@@ -255,12 +255,12 @@ def check_workers(tmp_path, weights, facts):
     assert [fact["chief_in_scope"] for fact in facts] == [True, False]
     assert [fact["iterations"] for fact in facts] == [EXPECTED_STEPS[-1]] * WORKERS
     run = read_run(tmp_path / "logs_0" / "activations")
-    assert [step for step, _ in run["activations/dense_0/std"]] == EXPECTED_STEPS
+    assert [step for step, _ in run["activations/std/00_dense_0"]] == EXPECTED_STEPS
     assert not (tmp_path / "logs_1").exists(), "a worker that is not the chief wrote files"
     # The other worker measured the last step too (it runs every probe pass, writes none),
     # with the same weights: the same statistics, which the chief wrote.
     assert facts[1]["last_std"] == facts[0]["last_std"]
-    written = run["activations/dense_0/std"][-1][1]
+    written = run["activations/std/00_dense_0"][-1][1]
     assert float(written) == pytest.approx(facts[0]["last_std"]["dense_0"], rel=1e-6)
 
 

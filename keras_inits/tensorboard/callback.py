@@ -26,6 +26,7 @@ from keras_inits._probe import LayerSelection
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard import protos
 from keras_inits.tensorboard.image import DepthProfilePlot, matplotlib_available
+from keras_inits.tensorboard.profile import DepthProfileRuns
 from keras_inits.tensorboard.writer import SummaryWriter, steps_on_disk
 
 logger = logging.getLogger("keras_inits")
@@ -162,6 +163,27 @@ def _symbolic_batch(x: Any) -> Any:
     )
 
 
+def _output_layer_path(model: keras.Model, selected: dict[str, keras.layers.Layer]) -> str | None:
+    """Path of the monitored layer that computes the model's (first) output.
+
+    Read from the output's Keras history for Sequential and Functional models; ``None`` when
+    that layer is not monitored. A subclassed model has no symbolic output: its deepest
+    monitored layer is taken.
+    """
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    if not outputs:
+        return next(reversed(selected), None) if selected else None
+    history = getattr(keras.tree.flatten(outputs)[0], "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    for path, layer in selected.items():
+        if layer is operation:
+            return path
+    return None
+
+
 class ActivationStatistics(keras.callbacks.Callback):
     """Writes per-layer activation statistics of a probe batch to TensorBoard.
 
@@ -179,23 +201,44 @@ class ActivationStatistics(keras.callbacks.Callback):
     ``on_train_begin`` from the shapes of the probe batch (any batch size), eagerly on the
     probe batch where that leaves layers unbuilt, then their layers are resolved.
 
-    What is written (all of one step as one ``Summary`` proto):
+    What is written (all of one step as one ``Summary`` proto). Tags group by statistic and
+    sort by depth: ``<kk>`` is the layer's depth index among the monitored layers (0 the
+    shallowest), zero-padded to the width of the last one (``00_dense`` sorts before
+    ``05_dense_5``; three digits from 101 layers on):
 
-    * scalars ``activations/<layer>/<statistic>`` for ``mean``, ``std``, ``min``, ``max``,
-      ``nonfinite_count``, ``pre_std``, ``std_ratio``, ``zero_fraction``, ``dead_fraction``,
-      ``saturation_fraction`` (bounded activations), ``cosine``;
-    * with ``gradients=True``: ``gradients/<layer>/grad_std`` and
-      ``gradients/<layer>/kernel_grad_std``;
-    * with ``histograms=True``: a histogram ``activations/<layer>``, and with
-      ``gradients=True`` also ``gradients/<layer>`` (of ``d loss / d output``);
+    * scalars ``activations/<statistic>/<kk>_<layer>`` for ``mean``, ``std``, ``min``,
+      ``max``, ``nonfinite_count``, ``pre_std``, ``std_ratio``, ``zero_fraction``,
+      ``dead_fraction``, ``saturation_fraction`` (only layers with a bounded activation),
+      ``cosine``; and ``activations/log10_std/<kk>_<layer>``,
+      ``activations/log10_pre_std/<kk>_<layer>`` (base-10 logarithms, so a collapse to 1e-8
+      reads -8 on a linear axis; no value at a step where the std is 0 or not finite);
+    * with ``gradients=True``: ``gradients/grad_std/<kk>_<layer>``,
+      ``gradients/log10_grad_std/<kk>_<layer>`` and ``gradients/kernel_grad_std/<kk>_<layer>``;
+    * with ``histograms=True``: a histogram ``activations/histogram/<kk>_<layer>``, and with
+      ``gradients=True`` also ``gradients/histogram/<kk>_<layer>`` (of ``d loss / d output``);
     * for a residual model, the stream after every residual merge (see
       :func:`keras_inits.activation_statistics`): scalars ``residual_stream/std/<k>_<merge>``
-      and ``residual_stream/growth/<k>_<merge>`` (``k`` the block's zero-padded depth index,
-      so the tags sort by depth) and ``residual_stream/std_ratio_last_first``;
-    * with ``images=True`` and matplotlib installed: an image ``activations/depth_profile``
-      (std and cosine against depth), at most once per epoch whatever ``update_freq`` is;
-    * once, a Custom Scalars layout: one chart per statistic with a line per layer, so the
-      depth profile is one glance (TensorBoard's "Custom Scalars" tab).
+      and ``residual_stream/growth/<k>_<merge>`` (``k`` the block's zero-padded depth index)
+      and ``residual_stream/std_ratio_last_first``;
+    * with ``images=True`` and matplotlib installed: the depth-profile image (1100 x 440 px:
+      std, pre_std and cosine against depth, titled with the run and the step, the output
+      layer marked) as ``activations/depth_profile/latest`` at every image write and, at the
+      run's first write, also as ``activations/depth_profile/init``; at most once per epoch
+      whatever ``update_freq`` is;
+    * once, a Custom Scalars layout with a chart only for what the model has (no
+      ``saturation_fraction`` chart without a bounded activation): the depth-profile charts
+      (below), one chart per statistic with a line per layer, the gradients, the stream.
+
+    And the **depth profile** (:mod:`keras_inits.tensorboard.profile`), two runs whose step
+    is the depth index ``kk``: ``<log_dir>/activations_profile/init`` (the run's first write,
+    step 0 of a fresh training) and ``<log_dir>/activations_profile/latest`` (written again at
+    every write), with the scalars ``depth_profile/std``, ``log10_std``, ``pre_std``,
+    ``log10_pre_std``, ``cosine``, ``dead_fraction``, ``saturation_fraction`` (bounded
+    activations), ``grad_std``, ``log10_grad_std`` (gradients) and
+    ``depth_profile/residual_stream_std`` / ``_growth`` (step = block index). In the Scalars
+    tab the horizontal axis "Step" is then the depth, and the runs of several trainings
+    overlay. They follow the statistics run: written by the chief only, under the same claim
+    (a run ``activations_1`` has ``activations_1_profile``), retried after a full disk.
 
     Training is untouched: the probe changes no weight, optimizer, metric, batch-norm or
     RNG state, and a run with the callback ends with the same weights as one without, also
@@ -318,8 +361,10 @@ class ActivationStatistics(keras.callbacks.Callback):
         self.lost_steps: list[int] = []
 
         self._writer: SummaryWriter | None = None
-        self._layout = protos.layout_summary(self.gradients)  # once per run, with its first step
-        self._layout_written = False
+        self._layout_written = False  # the layout goes out once per run, with its first step
+        self._profile: DepthProfileRuns | None = None
+        self._profile_failed = False
+        self._output_path: str | None = None
         self._selected: dict[str, keras.layers.Layer] | None = None
         self._last_measured_step: int | None = None
         self._last_written_step: int | None = None
@@ -420,6 +465,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         if not self.model.built or self._unbuilt_layers():
             self._build_model()
         self._selected = _probe.select_layers(self.model, self.layers)
+        self._output_path = _output_layer_path(self.model, self._selected)
         # Under a multi-worker strategy every worker measures the same steps (a probe pass on
         # one worker only would put TensorFlow's collectives out of step); only the chief writes.
         self._chief = backend.current().is_chief()
@@ -497,24 +543,66 @@ class ActivationStatistics(keras.callbacks.Callback):
             self._warn_unwritten(len(self._fit_lost), error)
 
     def _write(self, step: int, statistics: dict[str, LayerStatistics], *, image: bool) -> None:
-        """One step's statistics as one ``Summary`` proto, handed to :meth:`_emit`."""
+        """One step's statistics as one ``Summary`` proto, and the depth profile.
+
+        Every write goes through here. A worker that is not the chief of a multi-worker run
+        writes nothing (no directory, no file): it measured in step with the chief, which
+        writes. The run directory is chosen and claimed at the first write of each ``fit``;
+        a step at or below one already in the run is skipped.
+
+        Raises:
+            OSError: if the run directory cannot be created (at the first write only).
+        """
         self._last_measured_step = step
         self.last_statistics = statistics
         self._log_nonfinite(step, statistics)
+        if not self._chief:
+            self._image_due = self._image_due and not image
+            return
+        if not self._run_checked:
+            self._choose_run(step)
+        if self._skip_through is not None and step <= self._skip_through:
+            return
+        first_write = self._profile.init_due
         rendered = None
         if image and self.images:
-            rendered = self._render(statistics)
+            rendered = self._render(statistics, step)
         summary = protos.statistics_summary(statistics, histograms=self.histograms,
-                                            image=rendered)
-        if self._emit(summary, step) and rendered is not None:
+                                            image=rendered, init_image=first_write)
+        self._emit(summary, step, statistics)
+        self._write_profile(statistics, step)
+        if rendered is not None:
             self._image_due = False
 
-    def _render(self, statistics: dict[str, LayerStatistics]) -> tuple[bytes, int, int] | None:
+    def _render(self, statistics: dict[str, LayerStatistics],
+                step: int) -> tuple[bytes, int, int] | None:
         try:
-            return self._plot.render(statistics)
+            return self._plot.render(statistics, title=f"{self.run_dir}, step {step}",
+                                     output=self._output_path)
         except Exception as error:  # noqa: BLE001 - a picture is never worth a crash
             logger.warning("ActivationStatistics: depth-profile image skipped: %s", error)
             return None
+
+    def _write_profile(self, statistics: dict[str, LayerStatistics], step: int) -> None:
+        """Write the depth-profile runs; a failure is logged once until it recovers.
+
+        A log, not a ``RuntimeWarning``: the profile is retried at the next write (the
+        latest one supersedes it) and the statistics run already warns about the disk; a
+        profile still unwritten at train end is warned about then.
+        """
+        if self._profile.write(statistics):
+            if self._profile_failed:
+                logger.info("ActivationStatistics: the depth profile is written to %s again "
+                            "(step %d)", self._profile.directory, step)
+            self._profile_failed = False
+            return
+        if not self._profile_failed:
+            error = self._profile.last_error
+            logger.warning(
+                "ActivationStatistics could not write the depth profile of step %d to %s: "
+                "%s: %s. It is retried at the next write.",
+                step, self._profile.directory, type(error).__name__, error)
+        self._profile_failed = True
 
     @staticmethod
     def _log_nonfinite(step: int, statistics: dict[str, LayerStatistics]) -> None:
@@ -526,37 +614,18 @@ class ActivationStatistics(keras.callbacks.Callback):
                 ", ".join(f"{path} ({count} values)" for path, count in bad.items()),
             )
 
-    # -- writing: every event goes through _emit -------------------------------------
+    # -- writing: every event goes through _write -------------------------------------
 
-    def _emit(self, summary: Any, step: int) -> bool:
-        """Write one step's ``Summary`` (every write goes through here).
-
-        Chooses and claims the run directory at the first write of each ``fit``, skips a
-        step at or below one already in the run, and counts what the disk refused.
-
-        Returns:
-            ``True`` if the event was written or kept in memory for a retry, ``False`` if
-            the step was skipped. A worker that is not the chief of a multi-worker run
-            writes nothing (no directory, no file) and returns ``True``, as the chief does.
-
-        Raises:
-            OSError: if the run directory cannot be created (at the first write only).
-        """
-        if not self._chief:  # measured in step with the chief, which writes it
-            return True
-        if not self._run_checked:
-            self._choose_run(step)
-        if self._skip_through is not None and step <= self._skip_through:
-            return False
+    def _emit(self, summary: Any, step: int, statistics: dict[str, LayerStatistics]) -> None:
+        """Write one step's ``Summary`` to the statistics run and count what the disk refused."""
         if not self._layout_written:
-            summary.value.extend(self._layout.value)
+            summary.value.extend(protos.layout_summary(statistics).value)
             self._layout_written = True
         self._skip_through = step
         self._last_written_step = step
         self._fit_steps += 1
         written = self._writer.write(summary, step)
         self._account(written)
-        return True
 
     def _start_fit(self) -> None:
         self._run_checked = False
@@ -600,6 +669,7 @@ class ActivationStatistics(keras.callbacks.Callback):
             self._writer = SummaryWriter(run_dir)
             self._layout_written = False
             self.run_dir = run_dir
+            self._profile = DepthProfileRuns(run_dir)
         self._claim()
         self._run_checked = True
 
@@ -667,6 +737,14 @@ class ActivationStatistics(keras.callbacks.Callback):
 
     def _finish(self) -> None:
         """Retry what is queued; what still does not go out is lost, and said so once."""
+        if self._profile is not None and not self._profile.flush():
+            error = self._profile.last_error
+            warnings.warn(
+                f"ActivationStatistics could not write the depth profile to "
+                f"{self._profile.directory!r} at train end: {type(error).__name__}: {error}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         error = None
         if self._writer is not None:
             written = self._writer.flush()
@@ -685,7 +763,13 @@ class ActivationStatistics(keras.callbacks.Callback):
             )
             self._fit_lost = []
 
+    def _close_profile(self) -> None:
+        if self._profile is not None:
+            self._profile.close()
+            self._profile = None
+
     def _close_writer(self) -> None:
+        self._close_profile()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

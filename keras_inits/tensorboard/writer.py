@@ -17,6 +17,24 @@ the full queue are *lost* and counted (:attr:`SummaryWriter.lost_steps`). Before
 it checks that its file is still the one in the run directory (same inode); a deleted or
 replaced file is re-created as a new event file.
 
+:meth:`SummaryWriter.write_snapshot` writes a run whose content is a snapshot (the depth
+profile: step = layer index, written again at every write) so that a live TensorBoard shows
+only the latest snapshot: ``SessionLog.START`` at the first step, then the events, appended
+to the same file. What TensorBoard 2.21 (data server 0.7) does with it:
+
+* the Python loader (``--load_fast=false``) purges a run's values at steps >= ``s`` at a
+  second ``SessionLog.START`` at step ``s`` (``_CheckForRestartAndMaybePurge`` in
+  ``tensorboard/backend/event_processing/plugin_event_accumulator.py``); without it, a step
+  written again to a ``brain.Event:2`` file is *appended* (the line zigzags);
+* the Rust data server (``--load_fast=auto``/``true``, the default when
+  ``tensorboard-data-server`` is installed) ignores ``SessionLog``; per time series, a
+  record at step ``s`` preempts every record at a step >= ``s`` (``StageReservoir::preempt``
+  in ``tensorboard/data/server/reservoir.rs``);
+* a new event file per snapshot with the old one removed does *not* work: the Python loader
+  re-reads its current file by name (``compat/tensorflow_stub/io/gfile.py``) and stops at a
+  ``NotFoundError`` before it looks for the next file
+  (``backend/event_processing/directory_watcher.py``), so it never shows a later snapshot.
+
 The checksum is TensorBoard's pure-Python crc32c (measured: 22 ms for a 100 KB PNG event,
 under 1 ms for a step of scalars and histograms).
 """
@@ -31,7 +49,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
@@ -197,6 +215,34 @@ class SummaryWriter:
             return False
         self.last_error = None
         return True
+
+    def write_snapshot(self, summaries: Sequence[tuple[int, summary_pb2.Summary]]) -> bool:
+        """Append a snapshot that replaces the run's content: ``(step, summary)`` pairs.
+
+        Writes ``SessionLog.START`` at the first step, then the events (all at one wall
+        time): TensorBoard then shows this snapshot only (see the module docstring). Records
+        of an earlier snapshot still queued after a failed write are dropped (superseded,
+        not lost: :attr:`lost_steps` does not list them); on a full disk this snapshot stays
+        queued and is retried by the next :meth:`flush`.
+
+        Returns:
+            ``True`` when the snapshot is on disk, ``False`` when a write failed (see
+            :attr:`last_error`).
+        """
+        if not summaries:
+            return True
+        self._pending = deque(item for item in self._pending if item[0] is None)
+        self._pending_bytes = sum(len(record) for _, record in self._pending)
+        self._failed.clear()
+        now = time.time()
+        first_step = int(summaries[0][0])
+        start = event_pb2.Event(step=first_step, wall_time=now,
+                                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+        self._enqueue(first_step, frame_record(start.SerializeToString()))
+        for step, summary in summaries:
+            event = event_pb2.Event(summary=summary, step=int(step), wall_time=now)
+            self._enqueue(int(step), frame_record(event.SerializeToString()))
+        return self.flush()
 
     def discard_pending(self) -> list[int]:
         """Give up on the queued records: they become lost steps. Returns their steps."""
