@@ -34,6 +34,7 @@ EXAMPLE_NAMES = (
     "symmetry",
     "dead_relu_bias",
     "sparse_and_identity",
+    "transfer",
 )
 
 # The thresholds of the phenomena (see each example's docstring).
@@ -373,3 +374,26 @@ def test_mnist5k_split_is_shuffled_and_stratified() -> None:
     assert dataset.x_train.min() == 0.0 and dataset.x_train.max() == 1.0
     other_seed = common.load_dataset("mnist5k", seed=1)
     assert not np.array_equal(dataset.y_train, other_seed.y_train)
+
+
+def test_transfer(tmp_path: Path) -> None:
+    """The body is copied exactly, the new head is not touched, and transfer learns faster."""
+    example = load_example("transfer")
+    result = example.main([
+        "--dataset", "digits", "--seeds", "2", "--epochs", "2", "--source-epochs", "3",
+        "--samples", "300", "--out", str(tmp_path),
+    ])
+    assert result["dataset"] == "digits"
+    assert result["body_equal"] == [True, True]
+    assert result["head_equal"] == [True, True]
+    for report in result["reports"]:
+        assert {path: entry.status for path, entry in report.items()} == {
+            "conv_1/kernel": "copied", "conv_1/bias": "copied",
+            "conv_2/kernel": "copied", "conv_2/bias": "copied",
+        }
+        assert report.unused == ("source_head",)
+    median = result["median"]
+    assert len(median["transfer"]) == 3
+    assert median["transfer"][1] > median["scratch"][1]
+    assert (tmp_path / "source.keras").is_file()
+    assert_outputs(result)
