@@ -1,6 +1,6 @@
 """Transfer learning: a body trained on digits 0-4 speeds up learning digits 5-9.
 
-A small CNN (Conv2D 16 -> Conv2D 32 stride 2 -> GlobalAveragePooling -> Dense head of 5, relu,
+A small CNN (Conv2D 16 -> Conv2D 32 stride 2 -> Flatten -> Dense head of 5, relu,
 ``keras_inits.He``) is trained on the source task, digits 0-4, and saved as ``source.keras``.
 The target task is digits 5-9 (labels remapped to 0-4). The target model has the same body and
 a NEW head (another layer name, fresh He init); ``keras_inits.transfer(target, "source.keras",
@@ -57,13 +57,13 @@ def he(seed: int) -> keras_inits.He:
 
 
 def build_cnn(image_shape: tuple[int, ...], head_name: str, seed: int, name: str) -> keras.Model:
-    """Conv2D 16 -> Conv2D 32 (stride 2) -> global average pooling -> Dense head of 5 logits."""
+    """Conv2D 16 -> Conv2D 32 (stride 2) -> flattening -> Dense head of 5 logits."""
     inputs = keras.Input(image_shape, name="inputs")
     hidden = keras.layers.Conv2D(16, 3, padding="same", activation="relu",
                                  kernel_initializer=he(seed + 1), name=BODY_LAYERS[0])(inputs)
     hidden = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu",
                                  kernel_initializer=he(seed + 2), name=BODY_LAYERS[1])(hidden)
-    hidden = keras.layers.GlobalAveragePooling2D(name="pool")(hidden)
+    hidden = keras.layers.Flatten(name="flatten")(hidden)
     outputs = keras.layers.Dense(HEAD_UNITS, kernel_initializer=keras_inits.He("linear", seed=seed + 3),
                                  name=head_name)(hidden)
     return keras.Model(inputs, outputs, name=name)
