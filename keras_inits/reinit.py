@@ -66,6 +66,7 @@ _KEPT_BECAUSE = {
     "other": "not a kernel-like weight (moving statistics, layer-scale factors, states...); kept",
 }
 _NOT_FLOAT = "not a floating-point variable; kept"
+_KEPT_BY_METHOD_NONE = "method=None: kept as built (only the residual scheme applies)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +170,7 @@ class ReinitReport(Mapping[str, DrawnWeight]):
 
 def reinitialize(
     model: keras.Model,
-    method: Method = "he",
+    method: Method | None = "he",
     *,
     mode: Mode = "fan_in",
     seed: int | None = None,
@@ -286,9 +287,19 @@ def reinitialize(
     >>> [(path, change.action) for path, change in report.residual.items()]
     [('fc2/kernel', 'zeroed'), ('head/kernel', 'zeroed'), ('head/bias', 'zeroed')]
 
+    The scheme alone, on the weights as built (``method=None``; here GPT-2's ``1/sqrt(L)``
+    with one merge, ``L = 1``, so a user factor makes the change visible):
+
+    >>> report = reinitialize(residual_model, None, residual="depth_scaled", residual_factor=0.5)
+    >>> list(report), [(path, change.factor) for path, change in report.residual.items()]
+    ([], [('fc2/kernel', 0.5)])
+
     Args:
         model: A built Keras model (Sequential, Functional, subclassed or nested).
-        method: ``"he"`` or ``"xavier"``.
+        method: ``"he"`` or ``"xavier"``; or ``None``: keep every weight as built and apply
+            only the ``residual`` scheme to it (e.g. GPT-2's own recipe on a keras-hub
+            ``GPT2Backbone``: its ``RandomNormal(0.02)`` kernels, then
+            ``residual="depth_scaled"``); every weight is then listed in ``skipped``.
         mode: He's ``"fan_in"`` (forward variance) or ``"fan_out"`` (backward variance).
             Ignored by Xavier, which balances both.
         seed: An int makes the result reproducible (each weight gets its own independent
@@ -313,7 +324,8 @@ def reinitialize(
         (initializer, fans, std), with ``skipped`` for the weights left alone.
 
     Raises:
-        ValueError: for an unknown ``method``, ``mode`` or ``residual``, a negative seed, a
+        ValueError: for an unknown ``method``, ``mode`` or ``residual``, ``method=None``
+            without ``residual``, a negative seed, a
             model that is not built, a model without kernel-like weights, a weight fed by an
             activation that has no gain (softmax), a ``residual`` scheme on a model without
             residual merges (``"deepnet"``: without attention branches), or a
@@ -334,7 +346,8 @@ def reinitialize(
         Saxe et al., "Exact solutions to the nonlinear dynamics of learning in deep linear
         neural networks", ICLR 2014 (orthogonal recurrent kernels).
     """
-    method = _checks.check_choice("method", method, _METHODS)
+    if method is not None:
+        method = _checks.check_choice("method", method, _METHODS)
     mode = _checks.check_choice("mode", mode, _MODES)
     seed = None if seed is None else _checks.check_seed(seed)
     _checks.check_model(model)
@@ -346,6 +359,11 @@ def reinitialize(
             f"Received: model={model.name!r}, which is not built"
         )
     residual, residual_factor = _check_residual(residual, residual_factor)
+    if method is None and residual is None:
+        raise ValueError(
+            "method=None keeps every weight as built, so it needs a residual scheme to apply "
+            f"(residual='fixup', 'zero', 'depth_scaled' or 'deepnet'). Received: method=None, residual=None"
+        )
 
     graph = model_graph(model, x)
     structure = None if residual is None else _residual_structure(model, x, residual)
@@ -358,9 +376,11 @@ def reinitialize(
                 skipped[weight.path] = SkippedWeight(weight.path, weight.role, _NOT_FLOAT)
             elif weight.fans is None:
                 skipped[weight.path] = SkippedWeight(weight.path, weight.role, _KEPT_BECAUSE[weight.role])
+            elif method is None:
+                skipped[weight.path] = SkippedWeight(weight.path, weight.role, _KEPT_BY_METHOD_NONE)
             else:
                 planned.append((node, weight))
-    if not planned:
+    if not planned and method is not None:
         raise ValueError(
             "The model has no layer with a kernel (or embedding table) to re-initialize. "
             f"Received: model={model.name!r}"

@@ -10,7 +10,8 @@ import pytest
 
 import keras_inits
 from keras_inits import LSUV, ActivationStatistics, activation_statistics, lsuv
-from keras_inits.lsuv import _orthonormal
+from keras_inits.lsuv import RESIDUAL_TRACE_SAMPLES, _orthonormal
+from keras_inits.model import residual_stream
 from _stats_helpers import read_run, scalar_series
 
 DEPTH = 30
@@ -291,7 +292,7 @@ def assert_pre_std_in_tolerance(model, x, report):
     statistics = activation_statistics(model, x)
     for path, entry in report.items():
         assert entry.converged and not entry.restored, (path, entry)
-        assert abs(statistics[path].pre_std - 1.0) < TOL, (path, statistics[path].pre_std)
+        assert abs(statistics[path].pre_std - entry.target_std) < TOL * entry.target_std, (path, statistics[path].pre_std)
 
 
 def test_separable_conv_scales_the_pointwise_kernel_only():
@@ -376,9 +377,11 @@ class CountingIdentity(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.calls = 0
+        self.batch_sizes = []
 
     def call(self, inputs):
         self.calls += 1
+        self.batch_sizes.append(inputs.shape[0])
         return inputs
 
 
@@ -388,10 +391,15 @@ def test_one_forward_pass_whatever_the_depth(depth):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16,)), counter] + [keras.layers.Dense(16, activation="gelu") for _ in range(depth)])
     counter.calls = 0
-    report = lsuv(model, probe_batch(64, 16), seed=0)
+    report = lsuv(model, probe_batch(64, 16), seed=0, residual=None)
     assert counter.calls == 1
     assert report.forward_passes == 1
     assert len(report) == depth and all(entry.converged for entry in report.values())
+    counter.batch_sizes = []
+    report = lsuv(model, probe_batch(64, 16), seed=0)
+    # the default residual="depth_scaled" adds one trace on RESIDUAL_TRACE_SAMPLES samples
+    assert counter.batch_sizes == [RESIDUAL_TRACE_SAMPLES, 64]
+    assert report.forward_passes == 1
 
 
 def test_keras_hub_gpt2_backbone_converges_and_reports_what_it_left_alone():
@@ -405,6 +413,14 @@ def test_keras_hub_gpt2_backbone_converges_and_reports_what_it_left_alone():
     report = lsuv(model, x, seed=0)
     # per block: query, key, value, attention output, intermediate and output dense
     assert len(report) == 2 * 6
+    # the attention output and the feed-forward output end the 4 residual branches: 1 / sqrt(4)
+    branch_ends = {path: entry.target_std for path, entry in report.items() if entry.residual_blocks}
+    assert branch_ends == {
+        f"transformer_layer_{layer}/{name}": 0.5
+        for layer in range(2)
+        for name in ("self_attention/attention_output", "feedforward_output_dense")
+    }
+    assert all(entry.target_std == 1.0 for path, entry in report.items() if path not in branch_ends)
     assert_pre_std_in_tolerance(model, x, report)
     reasons = report.skipped.values()
     assert any("no kernel" in reason and "embeddings" in reason for reason in reasons)
@@ -420,3 +436,68 @@ def test_orthonormal_pre_init_is_orthonormal_and_seeded(shape):
     np.testing.assert_allclose(gram, np.eye(small), atol=1e-5)
     np.testing.assert_array_equal(kernel, _orthonormal(shape, 7))
     assert not np.array_equal(kernel, _orthonormal(shape, 8))
+
+
+# --------------------------------------------------------------------------------------
+# Residual models: the last kernel of each branch gets target_std / sqrt(L)
+# --------------------------------------------------------------------------------------
+
+RESIDUAL_BLOCKS = 16
+RESIDUAL_WIDTH = 64
+# With every layer at std 1 the stream's std grows like sqrt(L): 3.39-3.65x over 16 blocks here
+# (seeds 0-2, torch); sqrt(1 + 16 / 1.34) = 3.6 by the variance sum.
+PLAIN_STREAM_GROWTH_ABOVE = 3.0
+# depth_scaled adds a variance of about target_std^2 over the whole depth: 1.82-1.93x here
+# (seeds 0-2); sqrt((1.37 + 4) / (1.37 + 4 / 16)) = 1.82 by the variance sum.
+SCALED_STREAM_GROWTH_BELOW = 2.25
+
+
+def residual_mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((RESIDUAL_WIDTH,))
+    x = keras.layers.Dense(RESIDUAL_WIDTH, activation="relu", name="stem")(inputs)
+    for index in range(RESIDUAL_BLOCKS):
+        hidden = keras.layers.Dense(RESIDUAL_WIDTH, activation="relu", name=f"b{index}_fc1")(x)
+        hidden = keras.layers.Dense(RESIDUAL_WIDTH, name=f"b{index}_fc2")(hidden)
+        x = keras.layers.Add(name=f"add{index}")([x, hidden])
+    return keras.Model(inputs, keras.layers.Dense(10, name="head")(x))
+
+
+def stream_stds(model, x):
+    stream = residual_stream(model, x)
+    return [float(np.std(np.asarray(keras.ops.convert_to_numpy(output), np.float64))) for output in stream.outputs]
+
+
+def test_lsuv_scales_each_branch_end_to_target_over_sqrt_depth_and_the_stream_stays_bounded():
+    x = probe_batch(256, RESIDUAL_WIDTH)
+    model = residual_mlp()
+    report = lsuv(model, x, seed=0, target_std=2.0)
+    statistics = activation_statistics(model, x)
+    branch_target = 2.0 / np.sqrt(RESIDUAL_BLOCKS)
+    for index in range(RESIDUAL_BLOCKS):
+        entry = report[f"b{index}_fc2"]
+        assert entry.target_std == pytest.approx(branch_target) and entry.residual_blocks == (index,)
+        assert abs(statistics[f"b{index}_fc2"].pre_std - branch_target) < TOL * branch_target
+        assert report[f"b{index}_fc1"].target_std == 2.0 and report[f"b{index}_fc1"].residual_blocks == ()
+    assert report["stem"].target_std == 2.0 and report["head"].target_std == 2.0
+    stds = stream_stds(model, x)
+    assert stds[-1] / stds[0] < SCALED_STREAM_GROWTH_BELOW
+    entering = float(np.std(keras.ops.convert_to_numpy(model.get_layer("stem")(x)).astype(np.float64)))
+    # the branches add about target_std^2 of variance over the whole depth
+    assert stds[-1] ** 2 == pytest.approx(entering**2 + 2.0**2, rel=0.25)
+
+
+def test_lsuv_without_the_residual_rule_lets_the_stream_grow_like_sqrt_depth():
+    x = probe_batch(256, RESIDUAL_WIDTH)
+    model = residual_mlp()
+    report = lsuv(model, x, seed=0, residual=None)
+    assert all(entry.target_std == 1.0 and entry.residual_blocks == () for entry in report.values())
+    stds = stream_stds(model, x)
+    assert stds[-1] / stds[0] > PLAIN_STREAM_GROWTH_ABOVE
+
+
+def test_lsuv_residual_rule_is_checked():
+    with pytest.raises(ValueError, match=r"Received: residual='fixup'"):
+        lsuv(residual_mlp(), probe_batch(8, RESIDUAL_WIDTH), residual="fixup")
+    with pytest.raises(ValueError, match=r"Received: residual='fixup'"):
+        LSUV(probe_batch(8, RESIDUAL_WIDTH), residual="fixup")

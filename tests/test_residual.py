@@ -385,6 +385,30 @@ def test_fixup_blocks_compute_their_skip_path():
     assert not np.any(values(model(x)))
 
 
+def test_method_none_applies_only_the_scheme_to_the_weights_as_built(monkeypatch):
+    model = encoder()
+    before = {weight.path: values(weight.variable).copy() for weight in _all_weights(model)}
+    broadcast: list = []
+    monkeypatch.setattr(current(), "broadcast_from_chief", lambda variables: broadcast.extend(variables))
+    report = reinitialize(model, None, residual="depth_scaled")
+    last = {f"{path}/kernel" for path in ("ffn_out0", "attention0/attention_output", "ffn_out1", "attention1/attention_output")}
+    for weight in _all_weights(model):
+        factor = 0.5 if weight.path in last else 1.0  # 1 / sqrt(L), L = 4 merges
+        np.testing.assert_allclose(values(weight.variable), before[weight.path] * factor, rtol=FACTOR_TOLERANCE, atol=0)
+    assert set(report.residual) == last
+    assert dict(report) == {}
+    kernels = {path for path in before if path.endswith("/kernel")}
+    assert kernels <= {path for path, entry in report.skipped.items() if entry.reason.startswith("method=None")}
+    assert {id(variable) for variable in broadcast} == {
+        id(weight.variable) for weight in _all_weights(model) if weight.path in last
+    }
+
+
+def test_method_none_needs_a_scheme():
+    with pytest.raises(ValueError, match=r"Received: method=None, residual=None"):
+        reinitialize(encoder(), None)
+
+
 def test_no_scheme_leaves_a_plain_model_as_before():
     model = plain_mlp()
     reinitialize(model, seed=SEED)

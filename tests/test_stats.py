@@ -167,7 +167,9 @@ def test_conv_dead_fraction_counts_channels():
     conv = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")
     model = keras.Sequential([keras.Input((6, 6, 2)), conv])
     kernel, bias = conv.get_weights()
+    kernel[..., 0] = np.abs(kernel[..., 0]) + 0.1  # positive for non-negative inputs: alive
     kernel[..., 1] = 0.0
+    kernel[..., 2] = np.abs(kernel[..., 2]) + 0.1
     kernel[..., 3] = -np.abs(kernel[..., 3]) - 1.0  # negative for non-negative inputs
     conv.set_weights([kernel, np.zeros_like(bias)])
     x = np.abs(np.random.default_rng(3).normal(size=(8, 6, 6, 2))).astype("float32")
