@@ -80,11 +80,11 @@ def parse_args(argv: list[str] | None) -> Any:
     parser = _common.make_parser(EXAMPLE_NAME, __doc__)
     _common.add_dataset_argument(parser)
     parser.add_argument("--seeds", type=int, default=3, help="seeds (from --seed on)")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs on the target task")
-    parser.add_argument("--source-epochs", type=int, default=5, help="epochs on the source task")
-    parser.add_argument("--samples", type=int, default=600, help="target training images")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs on the target task")
+    parser.add_argument("--source-epochs", type=int, default=3, help="epochs on the source task")
+    parser.add_argument("--samples", type=int, default=100, help="target training images")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam")
+    parser.add_argument("--learning-rate", type=float, default=3e-4, help="Adam")
     return parser.parse_args(argv)
 
 
