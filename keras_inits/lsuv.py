@@ -209,13 +209,14 @@ def lsuv(
 
     **Residual models** (``residual="depth_scaled"``, the default). Each residual merge
     ``y = skip + branch`` adds its branch's variance to the stream, so with every layer at
-    ``target_std`` the stream's std grows like ``sqrt(L)`` over ``L`` blocks. The last kernel layer of every branch (as
+    ``target_std`` the stream's std grows like ``sqrt(L)`` over ``L`` blocks. The last
+    kernel layer of every branch (as
     :func:`keras_inits.model.residual.residual_structure` finds it, the layer GPT-2's and
     keras_inits's ``"depth_scaled"`` scheme scales) is instead scaled to ``target_std /
     sqrt(L)``, ``L`` the number of merges: every other layer of a branch, and every layer
     outside the branches, keeps unit-variance inputs and ``target_std``, each block adds a
-    variance of ``target_std^2 / L``, and the stream's variance grows by at most
-    about ``target_std^2`` over the whole depth (branches roughly uncorrelated with their
+    variance of ``target_std^2 / L``, and the stream's variance grows by about
+    ``target_std^2`` over the whole depth (branches roughly uncorrelated with their
     skip): the last block's stream std is about ``sqrt(s0^2 + target_std^2)``, ``s0`` the
     std of the stream entering the first block, whatever the depth (GPT-2's
     ``1/sqrt(2N)`` aims at the same). Measured (residual MLPs of width 128, relu, 2-layer
