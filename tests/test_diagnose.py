@@ -262,7 +262,7 @@ def test_small_tanh_kernels_vanish_at_the_deep_layers_and_their_gradients_too():
     assert finding.layers[0][1] >= 1
     assert finding.evidence["pre_std_ratio"] < 1e-6
     text = str(report)
-    assert "vanishing_signal" in text and f"dense_{DEPTH - 1}" in text and "He('tanh')" in text
+    assert "vanishing_signal" in text and f"dense_{DEPTH - 1}" in text and "edge_of_chaos('tanh')" in text
 
     y = np.random.default_rng(1).standard_normal((SAMPLES, WIDTH)).astype("float32")
     with_gradients = diagnose_function(model, probe(), y, loss="mse")
