@@ -30,7 +30,8 @@ Sections (``--sections``):
 - ``resnet``: ``keras.applications.ResNet50V2(weights=None, input_shape=(64, 64, 3),
   classes=10)`` at init, N(0, 1) images.
 
-Run: ``python benchmarks/diagnose_calibration.py`` (about 30 minutes on 2 cores);
+Run: ``python benchmarks/diagnose_calibration.py`` (the depth section is the long one: split it
+with ``--activations``; each quarter took 25-30 minutes on a loaded 2-core machine);
 ``--quick``: depth 10 and 1 seed for the depth section, no ResNet.
 """
 

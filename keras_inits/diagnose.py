@@ -129,7 +129,8 @@ GRADIENT_VANISHING_RATIO = 2e-2
 #: ``grad_std(layer) / grad_std(reference layer)`` above this: the gradient explodes toward
 #: the first layers. Measured (width 256, depth 50): He(tanh) 49x and lsuv with tanh 56x
 #: (the chaotic phase: 0.42 held-out accuracy after training, against 0.88 for glorot),
-#: He(gelu) 74x, He(mish) 21x, He(silu) 4200x, Keras's he_normal with selu 166x fall above;
+#: torch's gain 5/3 92-104x, He(gelu) 55-74x, He(mish) 18-21x, He(silu) 3100-4200x, Keras's
+#: he_normal with selu 166x and with elu 14-16x fall above (at depth 100 He(tanh) 3100x);
 #: He(selu) (6.0x), lsuv with selu (5.3x), silu (5.9x) and gelu (3.6x), He(relu) (1.3x)
 #: stay below. Keras's he_normal with tanh (10.0x) and He(gelu, mode="fan_out") (9.7x) sit
 #: at the boundary.
