@@ -132,7 +132,7 @@ GRADIENT_VANISHING_RATIO = 2e-2
 #: torch's gain 5/3 92-104x, He(gelu) 55-74x, He(mish) 18-21x, He(silu) 3100-4200x, Keras's
 #: he_normal with selu 166x and with elu 14-16x fall above (at depth 100 He(tanh) 3100x);
 #: He(selu) (6.0x), lsuv with selu (5.3x), silu (5.9x) and gelu (3.6x), He(relu) (1.3x)
-#: stay below. Keras's he_normal with tanh (10.0x) and He(gelu, mode="fan_out") (9.7x) sit
+#: stay below. Keras's he_normal with tanh (9.5-10.5x) and He(gelu, mode="fan_out") (9.7x) sit
 #: at the boundary.
 GRADIENT_EXPLODING_RATIO = 10.0
 
