@@ -32,12 +32,15 @@ from keras_inits.tensorboard.callback import ActivationStatistics
 from keras_inits.lsuv import LSUV, LSUVLayerReport, LSUVReport, lsuv
 from keras_inits.reinit import ReinitReport, reinitialize
 from keras_inits.transfer import TransferReport, TransferredWeight, transfer
+from keras_inits.diagnose import DiagnosisReport, Finding, diagnose
 
 __all__ = [
     "ActivationStatistics",
     "Criticality",
     "DeltaOrthogonal",
+    "DiagnosisReport",
     "Dirac",
+    "Finding",
     "He",
     "LSUV",
     "LSUVLayerReport",
@@ -56,6 +59,7 @@ __all__ = [
     "compute_fans",
     "correlation_map",
     "depth_scale",
+    "diagnose",
     "edge_of_chaos",
     "gain",
     "length_fixed_point",
