@@ -31,6 +31,7 @@ from keras_inits.stats import ACTIVATION_SCALARS
 from _stats_helpers import batch, mlp, scalar_series
 
 LAYOUT_TAG = "custom_scalars__config__"
+DIAGNOSIS_TAG = "diagnosis"
 
 
 def read_run(run_dir):
@@ -138,7 +139,7 @@ def test_steps_values_tags_and_layout(tmp_path):
                       "activations/saturation_fraction/01_dense_1"}
     expected_tags |= {f"activations/histogram/{layer}" for layer in layers}
     expected_tags |= {"activations/depth_profile/init", "activations/depth_profile/latest",
-                      LAYOUT_TAG}
+                      LAYOUT_TAG, DIAGNOSIS_TAG}
     assert set(run) == expected_tags
     for statistic in ("std", "pre_std"):
         written = scalar_series(run, f"activations/log10_{statistic}/01_dense_1")[0]
@@ -160,10 +161,10 @@ def test_steps_values_tags_and_layout(tmp_path):
     assert (int(width), int(height)) == (1100, 440)
 
     tags = ("activations/std/00_dense_0", "activations/histogram/00_dense_0",
-            "activations/depth_profile/init", LAYOUT_TAG)
+            "activations/depth_profile/init", LAYOUT_TAG, DIAGNOSIS_TAG)
     plugins = {tag: read_metadata(tmp_path / "activations", tag).plugin_data.plugin_name
                for tag in tags}
-    assert plugins == dict(zip(tags, ("scalars", "histograms", "images", "custom_scalars")))
+    assert plugins == dict(zip(tags, ("scalars", "histograms", "images", "custom_scalars", "text")))
 
 
 def test_custom_scalars_layout_read_back_from_the_event_file(tmp_path):

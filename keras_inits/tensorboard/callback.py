@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_inits import _checks, _probe, backend
 from keras_inits._probe import LayerSelection
+from keras_inits.diagnose import DiagnosisReport, diagnose as diagnose_statistics
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard import protos
 from keras_inits.tensorboard.image import DepthProfilePlot, matplotlib_available
@@ -225,6 +226,12 @@ class ActivationStatistics(keras.callbacks.Callback):
       layer marked) as ``activations/depth_profile/latest`` at every image write and, at the
       run's first write, also as ``activations/depth_profile/init``; at most once per epoch
       whatever ``update_freq`` is;
+    * with ``diagnose=True`` (the default): a text ``diagnosis`` (TensorBoard's Text tab), the
+      report of :func:`keras_inits.diagnose` on the same statistics (findings in words: the
+      layers, the numbers and the named threshold they crossed, the remedy), at the run's
+      first write and at every write whose findings (kinds and layers) differ from the last
+      one written; and once per ``fit``, at its first write, the report through the
+      ``keras_inits`` logger (a warning when something was found, else info);
     * once, a Custom Scalars layout with a chart only for what the model has (no
       ``saturation_fraction`` chart without a bounded activation): the depth-profile charts
       (below), one chart per statistic with a line per layer, the gradients, the stream.
@@ -295,11 +302,13 @@ class ActivationStatistics(keras.callbacks.Callback):
         images: Write the depth-profile image (needs matplotlib; skipped without it).
         gradients: Also write gradient statistics (needs ``y`` in ``data`` and a compiled
             loss).
+        diagnose: Diagnose every write (:func:`keras_inits.diagnose`, no extra probe pass)
+            and write the findings to the Text tab when they change (above).
         freq: Deprecated name of ``update_freq`` (a ``DeprecationWarning``; removed in 0.3).
 
     Raises:
         TypeError: at construction for a ``log_dir`` that is not a text path, ``histograms``,
-            ``images`` or ``gradients`` that is not a bool, ``layers`` of a wrong type, or
+            ``images``, ``gradients`` or ``diagnose`` that is not a bool, ``layers`` of a wrong type, or
             ``freq`` passed together with ``update_freq``.
         ValueError: at construction for a bad ``update_freq``, an empty ``log_dir`` or one
             that is an existing file, an empty batch, or ``gradients=True`` without ``y``;
@@ -336,6 +345,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         histograms: bool = True,
         images: bool = True,
         gradients: bool = False,
+        diagnose: bool = True,
         freq: UpdateFrequency | None = None,
     ) -> None:
         super().__init__()
@@ -344,6 +354,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         self.layers = _validated_layers(layers)
         self.histograms = _checks.check_bool("histograms", histograms)
         self.gradients = _checks.check_bool("gradients", gradients)
+        self.diagnose = _checks.check_bool("diagnose", diagnose)
         self.images = _checks.check_bool("images", images) and matplotlib_available()
         x, y = _probe.split_data(data)
         if self.gradients and y is None:
@@ -389,6 +400,10 @@ class ActivationStatistics(keras.callbacks.Callback):
         #: The statistics of the last write (path -> LayerStatistics, and its
         #: ``residual_stream``), for inspection.
         self.last_statistics: dict[str, LayerStatistics] | None = None
+        #: The diagnosis of the last write (``diagnose=True``), for inspection.
+        self.last_diagnosis: DiagnosisReport | None = None
+        self._diagnosis_written: tuple | None = None  # the findings of the last diagnosis text
+        self._diagnosis_logged = False
 
     # -- Keras hooks -----------------------------------------------------------------
 
@@ -556,6 +571,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         self._last_measured_step = step
         self.last_statistics = statistics
         self._log_nonfinite(step, statistics)
+        report = self._diagnose(step, statistics)
         if not self._chief:
             self._image_due = self._image_due and not image
             return
@@ -569,6 +585,11 @@ class ActivationStatistics(keras.callbacks.Callback):
             rendered = self._render(statistics, step)
         summary = protos.statistics_summary(statistics, histograms=self.histograms,
                                             image=rendered, init_image=first_write)
+        if report is not None:
+            findings = _findings_key(report)
+            if first_write or findings != self._diagnosis_written:
+                protos.add_text(summary, protos.DIAGNOSIS_TAG, _diagnosis_markdown(report, step))
+                self._diagnosis_written = findings
         self._emit(summary, step, statistics)
         self._write_profile(statistics, step)
         if rendered is not None:
@@ -604,6 +625,28 @@ class ActivationStatistics(keras.callbacks.Callback):
                 step, self._profile.directory, type(error).__name__, error)
         self._profile_failed = True
 
+    def _diagnose(self, step: int, statistics: dict[str, LayerStatistics]) -> DiagnosisReport | None:
+        """The diagnosis of one step (``diagnose=True``), logged at the first write of a ``fit``.
+
+        A diagnosis that fails is logged and skipped: it never stops training.
+        """
+        if not self.diagnose:
+            return None
+        try:
+            report = diagnose_statistics(self.model, None, statistics=statistics)
+        except Exception as error:  # noqa: BLE001 - a diagnosis is never worth a crash
+            logger.warning("ActivationStatistics: no diagnosis at step %d: %s: %s",
+                           step, type(error).__name__, error)
+            return None
+        self.last_diagnosis = report
+        if not self._diagnosis_logged and self._chief:
+            self._diagnosis_logged = True
+            if report.ok:
+                logger.info("ActivationStatistics, step %d: %s", step, report)
+            else:
+                logger.warning("ActivationStatistics, step %d: %s", step, report)
+        return report
+
     @staticmethod
     def _log_nonfinite(step: int, statistics: dict[str, LayerStatistics]) -> None:
         bad = {path: s.nonfinite_count for path, s in statistics.items() if s.nonfinite_count}
@@ -628,6 +671,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         self._account(written)
 
     def _start_fit(self) -> None:
+        self._diagnosis_logged = False
         self._run_checked = False
         self._fit_steps = 0
         self._fit_lost = []
@@ -781,3 +825,13 @@ class ActivationStatistics(keras.callbacks.Callback):
         self._finish()
         self._release()
         self._close_writer()
+
+
+def _findings_key(report: DiagnosisReport) -> tuple:
+    """What makes two diagnoses the same for the Text tab: each finding's kind and layers."""
+    return tuple((finding.kind, finding.layers) for finding in report.findings)
+
+
+def _diagnosis_markdown(report: DiagnosisReport, step: int) -> str:
+    """The report as the Text tab shows it: the step, then the report's Markdown."""
+    return f"Diagnosis at step {step}.\n\n{report._repr_markdown_()}"

@@ -1,4 +1,4 @@
-"""TensorBoard ``Summary`` protos built by hand: scalars, histograms, a PNG, the layout.
+"""TensorBoard ``Summary`` protos built by hand: scalars, histograms, a PNG, text, the layout.
 
 No TensorFlow: every proto is assembled from TensorBoard's own pure-Python protobuf modules
 (``tensorboard.compat.proto``) with TensorBoard's plugin metadata (scalars, histograms,
@@ -27,6 +27,8 @@ zero-padded to the width of the last index (at least :data:`INDEX_DIGITS` digits
 * ``residual_stream/std/<k>_<merge>``, ``residual_stream/growth/<k>_<merge>``: scalars of the
   stream after residual block ``k`` (zero-padded, so the tags sort by depth), and
   ``residual_stream/std_ratio_last_first``: the last block's std over the first's;
+* ``diagnosis``: text (Markdown), :func:`keras_inits.diagnose`'s report, at the run's first
+  write and whenever the findings change;
 * ``custom_scalars__config__``: the custom-scalars layout, written once.
 
 Tags of the depth-profile runs (``<log_dir>/activations_profile/init`` and ``.../latest``),
@@ -48,6 +50,7 @@ from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.text import metadata as text_metadata
 
 from keras_inits.stats import (
     ACTIVATION_SCALARS,
@@ -66,6 +69,8 @@ DEPTH_PROFILE_INIT_TAG = f"{DEPTH_PROFILE_TAG}/init"
 #: Image of every image write, the step-0 one included (TensorBoard opens it on the latest).
 DEPTH_PROFILE_LATEST_TAG = f"{DEPTH_PROFILE_TAG}/latest"
 STREAM_PREFIX = "residual_stream"
+#: Text-plugin tag of the diagnosis (:func:`keras_inits.diagnose`'s report, Markdown).
+DIAGNOSIS_TAG = "diagnosis"
 #: Tag of the std of the stream after the last block over the std after the first.
 STREAM_RATIO_TAG = f"{STREAM_PREFIX}/std_ratio_last_first"
 #: Fewest digits of a depth index in a tag (``00_dense``).
@@ -101,6 +106,7 @@ _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
 )
 _IMAGE_METADATA = image_metadata.create_summary_metadata(display_name=None, description=None)
 _LAYOUT_METADATA = custom_scalar_metadata.create_summary_metadata()
+_TEXT_METADATA = text_metadata.create_summary_metadata(display_name=None, description=None)
 
 
 def index_digits(count: int) -> int:
@@ -234,6 +240,14 @@ def add_png(summary: summary_pb2.Summary, tag: str, png: bytes, width: int,
     entry.tensor.dtype = types_pb2.DT_STRING
     entry.tensor.tensor_shape.dim.add(size=3)
     entry.tensor.string_val.extend([str(width).encode(), str(height).encode(), png])
+
+
+def add_text(summary: summary_pb2.Summary, tag: str, markdown: str) -> None:
+    """Append a text: a rank-0 DT_STRING tensor with the text plugin's metadata (Markdown)."""
+    entry = summary.value.add(tag=tag)
+    entry.metadata.CopyFrom(_TEXT_METADATA)
+    entry.tensor.dtype = types_pb2.DT_STRING
+    entry.tensor.string_val.append(markdown.encode("utf-8"))
 
 
 def statistics_summary(
