@@ -183,11 +183,11 @@ def random_inputs(model: keras.Model, samples: int, seed: int) -> Any:
     return keras.tree.map_structure(sample, structure)
 
 
-def write_figure(report_statistics: Any, path: Path) -> Path | None:
-    """The depth-profile PNG of the statistics at ``path``; ``None`` without matplotlib."""
+def write_figure(report_statistics: Any, path: Path, title: str) -> Path | None:
+    """The depth-profile PNG of the statistics at ``path``, titled; ``None`` without matplotlib."""
     if not image.matplotlib_available():
         return None
-    png, _, _ = image.DepthProfilePlot().render(report_statistics)
+    png, _, _ = image.DepthProfilePlot().render(report_statistics, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     return path
@@ -209,7 +209,8 @@ def run_diagnose(arguments: argparse.Namespace) -> int:
         raise UsageError(f"cannot probe the model with this data: {_first_line(error)}") from None
     report: DiagnosisReport = diagnose(model, x, statistics=statistics)
     print(report)
-    figure = write_figure(statistics, arguments.out / f"{arguments.model.stem}{FIGURE_SUFFIX}")
+    figure = write_figure(statistics, arguments.out / f"{arguments.model.stem}{FIGURE_SUFFIX}",
+                          title=f"{arguments.model.name}, as loaded")
     if figure is None:
         print("note: no figure (matplotlib is not installed)", file=sys.stderr)
     else:
