@@ -73,9 +73,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -94,6 +96,11 @@ EXAMPLES_DIRECTORY = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES_DIRECTORY))
 import _common  # noqa: E402  (the examples' dataset loader: MNIST, mnist5k, digits)
 
+# The keras_inits commit each record was measured with (``--redo`` reruns a start after a change).
+COMMIT = subprocess.run(
+    ["git", "-C", str(Path(keras_inits.__file__).resolve().parents[1]), "rev-parse", "--short", "HEAD"],
+    capture_output=True, text=True, check=False,
+).stdout.strip() or "unknown"
 PARTS = ("a", "b", "c")
 SCHEMES = ("fixup", "zero", "depth_scaled", "deepnet")
 # DeepNet counts attention branches: it applies to the transformers only.
@@ -143,6 +150,7 @@ class Unit:
     seed: int
     start: str = ""  # (b) only: the start trained
     epochs: int = 0  # (b) only
+    only: tuple[str, ...] = ()  # (a), (c): run just these starts (``--redo``); not part of the key
 
     def key(self) -> str:
         return f"{self.part}|{self.model}|{self.depth}|{self.seed}|{self.start}|{self.epochs}"
@@ -210,6 +218,8 @@ def stream_unit(unit: Unit, args: dict[str, Any]) -> list[dict[str, Any]]:
         model = keras.applications.ResNet50V2(weights=None, input_shape=RESNET_SHAPE, classes=NUM_CLASSES)
         x = np.random.default_rng(unit.seed).standard_normal((RESNET_BATCH, *RESNET_SHAPE)).astype("float32")
         starts = args["resnet_starts"]
+    if unit.only:
+        starts = tuple(start for start in starts if start in unit.only)
     own = model.get_weights()
     records = []
     for start in starts:
@@ -218,8 +228,9 @@ def stream_unit(unit: Unit, args: dict[str, Any]) -> list[dict[str, Any]]:
         apply_start(model, start, x, unit.seed)
         init_seconds = time.perf_counter() - started
         record = asdict(unit)
+        del record["only"]
         record.update(stream_profile(model, x))
-        record.update(start=start, key=unit.key(), init_seconds=init_seconds, backend=keras.backend.backend())
+        record.update(start=start, key=unit.key(), init_seconds=init_seconds, backend=keras.backend.backend(), commit=COMMIT)
         records.append(record)
     return records
 
@@ -271,8 +282,10 @@ def train_unit(unit: Unit, args: dict[str, Any]) -> list[dict[str, Any]]:
     seconds = time.perf_counter() - started
     losses = [float(value) for value in history.history["loss"]]
     record = asdict(unit)
+    del record["only"]
     record.update(
         key=unit.key(),
+        commit=COMMIT,
         accuracy=float(history.history["val_accuracy"][-1]),
         accuracy_per_epoch=[float(value) for value in history.history["val_accuracy"]],
         loss_per_epoch=losses,
@@ -417,6 +430,15 @@ def summarize(records: list[dict[str, Any]], args: dict[str, Any]) -> tuple[str,
     return "\n".join(lines), goals
 
 
+def _line_style(start: str) -> dict[str, Any]:
+    """Colour by scheme, line by the init it is applied to (solid: the model's own, dashed: He)."""
+    if start == "lsuv":
+        return {"color": "black", "linestyle": ":", "linewidth": 1.8}
+    base, _, scheme = start.partition(" + ")
+    colours = {"": "tab:grey", "fixup": "tab:green", "zero": "tab:olive", "depth_scaled": "tab:blue", "deepnet": "tab:red"}
+    return {"color": colours[scheme], "linestyle": "-" if base == "own" else "--", "linewidth": 1.4}
+
+
 def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> None:
     """Stream std per merge of GPT-2 (deepest depth) and ResNet50V2 per start; (b)'s accuracy per start."""
     import matplotlib
@@ -438,7 +460,7 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
     for axis, panel in zip(axes[0], panels):
         if panel in ("a", "c"):
             starts = args["transformer_starts"] if panel == "a" else args["resnet_starts"]
-            for index, start in enumerate(starts):
+            for start in starts:
                 if panel == "a":
                     selected = [r for r in records if (r["part"], r["model"], r["depth"], r["start"]) == ("a", "gpt2", deepest, start)]
                 else:
@@ -446,8 +468,7 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
                 if not selected:
                     continue
                 profile = np.median([r["stds"] for r in selected], axis=0)
-                style = "-" if index < 10 else "--"
-                axis.plot(np.arange(len(profile)), profile, style, label=start, linewidth=1.3)
+                axis.plot(np.arange(len(profile)), profile, label=start, **_line_style(start))
             axis.set_yscale("log")
             axis.set_xlabel("merge index (2 per layer)" if panel == "a" else "block index")
             axis.set_ylabel("residual-stream std after the merge")
@@ -494,6 +515,7 @@ def parse(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int, default=1, help="units run at a time")
     parser.add_argument("--out", type=Path, default=Path("runs/residual"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: " + str(QUICK))
+    parser.add_argument("--redo", default="", help="starts to run again where they are done (comma separated), e.g. lsuv")
     parser.add_argument("--report-only", action="store_true", help="tables and figure from <out>/runs.jsonl, no runs")
     namespace = parser.parse_args(argv)
     args = vars(namespace)
@@ -502,6 +524,7 @@ def parse(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"--parts takes a, b and c. Received: {namespace.parts!r}")
     args["depths"] = tuple(int(d) for d in namespace.depths.split(","))
+    args["redo"] = tuple(start for start in namespace.redo.split(",") if start)
     args["transformer_starts"] = TRANSFORMER_STARTS
     args["mlp_starts"] = MLP_STARTS
     args["resnet_starts"] = RESNET_STARTS
@@ -518,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     records = load_records(journal)
     done = {record["key"] for record in records}
     todo = [unit for unit in units(args) if unit.key() not in done]
+    for unit in units(args):
+        if unit.key() in done and args["redo"]:
+            if unit.part != "b":
+                todo.append(dataclasses.replace(unit, only=args["redo"]))
+            elif unit.start in args["redo"] and unit.depth != SHALLOW_BLOCKS:
+                todo.append(unit)
     if args.pop("report_only"):
         todo = []
     print(f"backend {keras.backend.backend()}: {len(done)} units already in {journal}, {len(todo)} to run")
