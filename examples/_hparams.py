@@ -7,6 +7,12 @@ TensorBoard's HParams tab reads three kinds of records:
 - one *session* record (``hparams``) in each run directory: that run's hyperparameter values;
 - the metrics themselves, as scalars of the run (here at step 0, tags ``result/...``).
 
+Only the hyperparameters that *vary* over the runs are written as hparams (a column that holds
+one value everywhere compares nothing and pushes the ones that matter out of view); the
+settings every run shares are one Markdown table in TensorBoard's Text tab instead (tag
+``settings``, in the parent folder's run). Numbers stay numbers (``depth`` 50, not ``"50"``),
+so the HParams tab sorts and filters them as numbers.
+
 The protos come from ``tensorboard.plugins.hparams.summary_v2``'s ``*_pb`` helpers, which build
 them in pure Python (only their ``hparams``/``hparams_config`` siblings write through
 ``tf.summary``), the scalars are built by hand, and everything is written with TensorBoard's
@@ -23,12 +29,15 @@ from typing import Mapping, Sequence
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 HParamValue = bool | int | float | str
 #: Step of the session records and of the result scalars.
 RESULT_STEP = 0
+#: Text-plugin tag of the settings that every run shares.
+SETTINGS_TAG = "settings"
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,39 @@ def experiment_summary(
     return hparams_summary.hparams_config_pb(hparams=hparams, metrics=metrics)
 
 
+def split_hparams(
+    records: Sequence[RunRecord],
+) -> tuple[list[RunRecord], dict[str, HParamValue]]:
+    """The records with only the hparams that take more than one value, and the shared ones.
+
+    With a single record nothing is compared and every hparam is kept.
+    """
+    if len(records) < 2:
+        return list(records), {}
+    names = list(dict.fromkeys(name for record in records for name in record.hparams))
+    shared = {}
+    for name in names:
+        values = {repr(record.hparams.get(name)) for record in records}
+        if len(values) == 1 and all(name in record.hparams for record in records):
+            shared[name] = records[0].hparams[name]
+    varying = [
+        RunRecord(
+            record.name,
+            {name: value for name, value in record.hparams.items() if name not in shared},
+            record.metrics,
+        )
+        for record in records
+    ]
+    return varying, shared
+
+
+def settings_summary(shared: Mapping[str, HParamValue]) -> summary_pb2.Summary:
+    """The shared settings as a two-column Markdown table for the Text tab."""
+    rows = "\n".join(f"| {name} | {value} |" for name, value in shared.items())
+    table = f"Settings shared by every run:\n\n| setting | value |\n|---|---|\n{rows}"
+    return text_summary.text_pb(SETTINGS_TAG, table)
+
+
 def run_summaries(record: RunRecord) -> list[summary_pb2.Summary]:
     """A run's session record and its metrics as scalars."""
     session = hparams_summary.hparams_pb(dict(record.hparams), trial_id=record.name)
@@ -97,6 +139,9 @@ def write_hparams(
 ) -> list[Path]:
     """Tag every run for TensorBoard's HParams tab and write the experiment's description.
 
+    Hparams that are the same in every record are left out of the HParams records and
+    written once as the ``settings`` text of ``parent`` (:func:`split_hparams`).
+
     Args:
         parent: The folder that holds the runs (``tensorboard --logdir`` this); run ``r`` is
             ``parent / r.name``.
@@ -106,7 +151,11 @@ def write_hparams(
     Returns:
         The run directories, in the order of ``records``.
     """
-    write_summaries(parent, [experiment_summary(records, metric_descriptions)])
+    records, shared = split_hparams(records)
+    summaries = [experiment_summary(records, metric_descriptions)]
+    if shared:
+        summaries.append(settings_summary(shared))
+    write_summaries(parent, summaries)
     run_directories = []
     for record in records:
         run_dir = parent / record.name

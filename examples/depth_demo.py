@@ -46,6 +46,8 @@ METRIC_DESCRIPTIONS = {
     "result/pre_std_first": "std of the first layer's pre-activations, at init",
     "result/pre_std_last": "std of the last hidden layer's pre-activations, at init",
     "result/last_over_first": "pre-activation std, last hidden layer / first, at init",
+    "result/cosine_last": "mean pairwise cosine of the samples at the last hidden layer, at init "
+    "(1: every input mapped to the same direction)",
 }
 
 
@@ -84,11 +86,11 @@ def hidden_layer_names(depth: int) -> list[str]:
     return [f"dense_{index + 1}" for index in range(depth)]
 
 
-def pre_activation_stds(model: keras.Model, probe: np.ndarray, depth: int) -> np.ndarray:
-    """Per-layer std of the pre-activations, layers 1..depth."""
+def measure(model: keras.Model, probe: np.ndarray, depth: int) -> tuple[np.ndarray, float]:
+    """Per-layer std of the pre-activations (layers 1..depth), and the last layer's cosine."""
     names = hidden_layer_names(depth)
     statistics = keras_inits.activation_statistics(model, probe, layers=names)
-    return np.array([statistics[name].pre_std for name in names])
+    return np.array([statistics[name].pre_std for name in names]), float(statistics[names[-1]].cosine)
 
 
 def run_name(activation: str, start: str) -> str:
@@ -98,9 +100,12 @@ def run_name(activation: str, start: str) -> str:
 
 
 def run_record(
-    activation: str, start: str, with_lsuv: bool, stds: np.ndarray, args: argparse.Namespace
+    activation: str, start: str, with_lsuv: bool, stds: np.ndarray, cosine: float, args: argparse.Namespace
 ) -> _hparams.RunRecord:
-    """The HParams record of one run: how it was built, and what it measured."""
+    """The HParams record of one run: how it was built, and what it measured.
+
+    Every setting goes in; ``_hparams`` keeps as hparams the ones that vary over the runs.
+    """
     hparams = {
         "activation": activation,
         "initializer": start,
@@ -115,6 +120,7 @@ def run_record(
         "result/pre_std_first": float(stds[0]),
         "result/pre_std_last": float(stds[-1]),
         "result/last_over_first": float(stds[-1] / stds[0]),
+        "result/cosine_last": cosine,
     }
     return _hparams.RunRecord(run_name(activation, start), hparams, metrics)
 
@@ -196,9 +202,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
             model = build_mlp(activation, make_initializer, args.depth, args.width, args.seed)
             if with_lsuv:
                 keras_inits.lsuv(model, probe, layers=hidden_layer_names(args.depth), seed=args.seed)
-            stds = pre_activation_stds(model, probe, args.depth)
+            stds, cosine = measure(model, probe, args.depth)
             results[(activation, name)] = stds
-            records.append(run_record(activation, name, with_lsuv, stds, args))
+            records.append(run_record(activation, name, with_lsuv, stds, cosine, args))
             if not args.no_tensorboard:
                 run = tensorboard_directory / run_name(activation, name)
                 write_tensorboard_run(model, probe, run, args.seed)

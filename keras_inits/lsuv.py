@@ -123,8 +123,9 @@ class LSUVLayerReport:
         center_reason: Why the layer was not centred (``""`` when it was): ``center=False``,
             no bias, a recurrent layer, a restored layer...
         target_std: The std this layer was scaled to: ``lsuv``'s ``target_std``, or
-            ``target_std / sqrt(L)`` for the last kernel layer of a residual branch
-            (``residual="depth_scaled"``, ``L`` the model's residual merges).
+            ``s0 / sqrt(L)`` for the last kernel layer of a residual branch
+            (``residual="depth_scaled"``: ``s0`` the std of the stream entering the first
+            block, ``L`` the model's residual merges; see :func:`lsuv`).
         residual_blocks: Depth indices of the residual blocks whose branch this layer ends
             (empty for every other layer).
     """
@@ -153,12 +154,22 @@ class LSUVReport(dict):
             that did not run on ``x``, recurrent layers whose cell has no 2-D input kernel).
         forward_passes: Full forward passes of the model ``lsuv`` made (1; 2 for a model
             it had to build first). Independent of the depth.
+        stream_std: The std ``s0`` of the residual stream entering the first residual
+            block, measured during the pass (``residual="depth_scaled"``; see :func:`lsuv`);
+            ``None`` for a model without residual merges or with ``residual=None``.
     """
 
-    def __init__(self, entries: Mapping[str, LSUVLayerReport], skipped: Mapping[str, str], forward_passes: int):
+    def __init__(
+        self,
+        entries: Mapping[str, LSUVLayerReport],
+        skipped: Mapping[str, str],
+        forward_passes: int,
+        stream_std: float | None = None,
+    ) -> None:
         super().__init__(entries)
         self.skipped = dict(skipped)
         self.forward_passes = forward_passes
+        self.stream_std = stream_std
 
 
 def lsuv(
@@ -212,22 +223,27 @@ def lsuv(
     ``target_std`` the stream's std grows like ``sqrt(L)`` over ``L`` blocks. The last
     kernel layer of every branch (as
     :func:`keras_inits.model.residual.residual_structure` finds it, the layer GPT-2's and
-    keras_inits's ``"depth_scaled"`` scheme scales) is instead scaled to ``target_std /
-    sqrt(L)``, ``L`` the number of merges: every other layer of a branch, and every layer
-    outside the branches, keeps unit-variance inputs and ``target_std``, each block adds a
-    variance of ``target_std^2 / L``, and the stream's variance grows by about
-    ``target_std^2`` over the whole depth (branches roughly uncorrelated with their
-    skip): the last block's stream std is about ``sqrt(s0^2 + target_std^2)``, ``s0`` the
-    std of the stream entering the first block, whatever the depth (GPT-2's
-    ``1/sqrt(2N)`` aims at the same). Measured (residual MLPs of width 128, relu, 2-layer
-    branches, 256 N(0, 1) inputs, ``s0 = 0.586``): the stream of the last block over the
-    first's, 2.38 at 8 blocks and 4.90 at 32 with ``residual=None``, 1.61 and 1.92 with
-    ``"depth_scaled"``; keras.applications ResNet50V2 (64x64, 16 blocks), 1.48 and 1.08.
-    When the stream entering the first block is much smaller than ``target_std`` (keras-hub's
-    GPT-2: token plus position embeddings of std 0.028) the first block's stream is its own
-    branch and the ratio is still about ``sqrt(L)`` (4.53 at 12 layers, 8.66 at 48): the
-    embeddings are not rescaled. ``residual=None`` scales every layer to ``target_std``, as the
-    paper does for plain networks. A model without merges is the same either way.
+    keras_inits's ``"depth_scaled"`` scheme scales) is instead scaled to
+
+        s0 / sqrt(L)
+
+    ``L`` the number of merges and ``s0`` the std of the stream entering the first block,
+    measured during the pass, after every layer before that block (the stem) was rescaled:
+    the input of the first layer of block 0's branch. Every other layer of a branch, and
+    every layer outside the branches, keeps ``target_std``. Each block then adds a variance of
+    ``s0^2 / L`` to the stream, whose variance is about ``2 s0^2`` at the last block (branches
+    roughly uncorrelated with their skip): the stream of the last block over the first's is
+    about ``sqrt(2 / (1 + 1/L)) <= sqrt(2)`` whatever the depth and whatever the stem's scale
+    (GPT-2's ``1/sqrt(2N)`` aims at the same; keras-hub's GPT-2 stream enters at the
+    embeddings' std, about 0.02, which no kernel sets). When ``s0`` is 0 or not finite, or
+    was not measured before the branch end ran, the branch end gets ``target_std / sqrt(L)``.
+    ``LSUVReport.stream_std`` gives ``s0``. Measured (tensorflow; stream std of the last
+    block over the first, ``residual=None`` against ``"depth_scaled"``): residual MLPs of
+    width 128, relu, 2-layer branches, 256 N(0, 1) inputs, 2.37 and 1.29 at 8 blocks, 4.91
+    and 1.41 at 32; keras.applications ResNet50V2 (64x64, 16 blocks) 1.49 and 1.04;
+    keras-hub GPT-2 (hidden 64, 4 heads, 8 x 32 tokens) 4.91 and 1.41 at 12 layers, 9.19 and
+    1.38 at 48. ``residual=None`` scales every layer to ``target_std``, as the paper does for
+    plain networks. A model without merges is the same either way.
 
     Under a multi-worker strategy (``tf.distribute.MultiWorkerMirroredStrategy``,
     ``jax.distributed``, ``torch.distributed``) every worker runs ``lsuv`` (call it on every
@@ -294,7 +310,7 @@ def lsuv(
             ``None`` draws fresh ones (under a multi-worker strategy, the chief's, which
             every worker receives).
         residual: ``"depth_scaled"``: the last kernel layer of each residual branch gets
-            ``target_std / sqrt(L)`` (above); ``None``: every layer gets ``target_std``.
+            ``s0 / sqrt(L)`` (above); ``None``: every layer gets ``target_std``.
         center: Set each bias first so that every unit's pre-activation has mean 0 on ``x``,
             then rescale kernel and bias together (see step 2). ``False`` leaves every bias
             as it is. Measured (depth-30 width-128 MLPs, 4,000 MNIST digits, Adam(1e-3),
@@ -305,7 +321,7 @@ def lsuv(
 
     Returns:
         An :class:`LSUVReport`: a dict from layer path to :class:`LSUVLayerReport`, shallow
-        to deep, with ``skipped`` (path -> reason) and ``forward_passes``.
+        to deep, with ``skipped`` (path -> reason), ``forward_passes`` and ``stream_std``.
 
     Raises:
         ValueError: for bad arguments, a batch of fewer than 2 samples, a model without
@@ -353,8 +369,8 @@ def lsuv(
             f"Received: model={model.name!r}, layers={layers!r}"
         )
 
-    branch_ends, merges = ({}, 0) if residual is None else _branch_ends(model, x, candidates)
-    walk = _RescalingPass(candidates, target_std, tol, max_iter, orthogonal, seed, center, branch_ends, merges)
+    plan = None if residual is None else _residual_plan(model, x, candidates)
+    walk = _RescalingPass(candidates, target_std, tol, max_iter, orthogonal, seed, center, plan)
     try:
         with StateGuard(model), backend.current().without_gradients(), walk:
             outputs = forward(model, x, training=False)
@@ -387,7 +403,7 @@ def lsuv(
         )
     changed = [variable for kernels, _ in walk._originals.values() for variable in kernels]
     backend.current().broadcast_from_chief(changed)
-    return LSUVReport(walk.reports, skipped, forward_passes)
+    return LSUVReport(walk.reports, skipped, forward_passes, walk.stream_std)
 
 
 class LSUV(keras.callbacks.Callback):
@@ -456,17 +472,30 @@ def _check_arguments(
     }
 
 
-def _branch_ends(
-    model: keras.Model, x: Any, candidates: Mapping[str, "_Plan"]
-) -> tuple[dict[str, tuple[int, ...]], int]:
-    """Each candidate layer that ends a residual branch -> the blocks it ends; and the merges."""
+@dataclasses.dataclass(frozen=True)
+class _ResidualPlan:
+    """Where the residual rule applies: the branch ends, the merges, and where the stream enters."""
+
+    #: Path of each candidate layer that ends a residual branch -> the blocks it ends.
+    ends: Mapping[str, tuple[int, ...]]
+    #: ``L``, the number of residual merges.
+    merges: int
+    #: The first layer of block 0's branch: its input is the stream entering the first block.
+    entry: keras.layers.Layer
+
+
+def _residual_plan(model: keras.Model, x: Any, candidates: Mapping[str, "_Plan"]) -> _ResidualPlan | None:
+    """The residual rule's plan for ``model`` (``None`` without residual merges)."""
     sample = keras.tree.map_structure(lambda array: array[:RESIDUAL_TRACE_SAMPLES], x)
     blocks = residual_structure(model, sample).blocks
+    if not blocks:
+        return None
     ends: dict[str, tuple[int, ...]] = {}
     for block in blocks:
         if block.last_layer in candidates:
             ends[block.last_layer] = ends.get(block.last_layer, ()) + (block.index,)
-    return ends, len(blocks)
+    entry = graph.walk(model)[blocks[0].branch[0]]
+    return _ResidualPlan(ends, len(blocks), entry)
 
 
 # --------------------------------------------------------------------------------------
@@ -713,14 +742,12 @@ class _RescalingPass:
         orthogonal: bool,
         seed: int | None,
         center: bool = False,
-        branch_ends: Mapping[str, tuple[int, ...]] | None = None,
-        merges: int = 0,
+        residual: _ResidualPlan | None = None,
     ) -> None:
         self._plans = dict(plans)
-        self._branch_ends = dict(branch_ends or {})
-        self._branch_target = target_std / math.sqrt(max(merges, 1))
+        self._residual = residual
         self._center = center
-        self._target = target_std
+        self._target_std = target_std
         self._tol = tol
         self._max_iter = max_iter
         self._orthogonal = orthogonal
@@ -730,6 +757,7 @@ class _RescalingPass:
         self._originals: dict[str, tuple[list[Any], list[np.ndarray]]] = {}
         self.reports: dict[str, LSUVLayerReport] = {}
         self.last_std: dict[str, float] = {}
+        self.stream_std: float | None = None
 
     # -- installation ------------------------------------------------------------------
 
@@ -737,6 +765,8 @@ class _RescalingPass:
         try:
             for path, plan in self._plans.items():
                 self._install(path, plan)
+            if self._residual is not None:
+                self._install_stream_probe(self._residual.entry)
         except BaseException:
             self._uninstall()
             raise
@@ -789,6 +819,34 @@ class _RescalingPass:
             object.__setattr__(layer, "activation", recording_activation)
             self._undo.append(lambda: object.__setattr__(layer, "activation", original_activation))
 
+    def _install_stream_probe(self, layer: keras.layers.Layer) -> None:
+        """Record the std of ``layer``'s input at its first call (installed last: runs first)."""
+        inner_call = layer.call
+        had_own_call = "call" in vars(layer)
+
+        def probing_call(*args: Any, **kwargs: Any) -> Any:
+            if self.stream_std is None:
+                data = graph._data_tensors(args, kwargs)
+                if data:
+                    self.stream_std = _finite_std(data[:1])
+            return inner_call(*args, **kwargs)
+
+        object.__setattr__(layer, "call", probing_call)
+        self._undo.append(
+            (lambda: object.__setattr__(layer, "call", inner_call))
+            if had_own_call
+            else (lambda: object.__delattr__(layer, "call"))
+        )
+
+    def _target(self, path: str) -> float:
+        """``target_std``, or ``s0 / sqrt(L)`` for the last kernel layer of a residual branch."""
+        if self._residual is None or path not in self._residual.ends:
+            return self._target_std
+        stream = self.stream_std
+        if stream is None or not math.isfinite(stream) or stream <= 0.0:
+            stream = self._target_std
+        return stream / math.sqrt(self._residual.merges)
+
     # -- one layer -----------------------------------------------------------------------
 
     def _rescale(self, path: str, plan: _Plan, run: Callable[[], tuple[Any, Any]], args: tuple, kwargs: dict) -> Any:
@@ -832,7 +890,7 @@ class _RescalingPass:
                     scaled = scaled + (plan.bias,)
                     outputs, pre = rerun()
 
-        target = self._branch_target if path in self._branch_ends else self._target
+        target = self._target(path)
         stds = measure()
         before = self._worst(stds, target)
         iterations = 0
@@ -881,7 +939,7 @@ class _RescalingPass:
             mean_after=mean_after,
             center_reason=center_reason,
             target_std=target,
-            residual_blocks=self._branch_ends.get(path, ()),
+            residual_blocks=() if self._residual is None else tuple(self._residual.ends.get(path, ())),
         )
         return outputs
 

@@ -264,27 +264,38 @@ def test_depth_demo_tensorboard_runs_carry_hparams(tmp_path: Path) -> None:
     experiment = [
         plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
         for event in events_in(tensorboard_directory) for value in event.summary.value
+        if value.metadata.plugin_data.plugin_name == HPARAMS_PLUGIN_NAME
     ]
     assert len(experiment) == 1 and experiment[0].HasField("experiment")
+    # only the hparams that vary over the nine runs; the shared settings are one text
     described = {hparam.name for hparam in experiment[0].experiment.hparam_infos}
-    assert described == {"activation", "initializer", "lsuv", "depth", "width", "samples", "seed", "backend"}
+    assert described == {"activation", "initializer", "lsuv"}
     metric_tags = {metric.name.tag for metric in experiment[0].experiment.metric_infos}
     assert metric_tags == set(demo.METRIC_DESCRIPTIONS)
+    settings = [
+        tensor_util.make_ndarray(value.tensor).item().decode()
+        for event in events_in(tensorboard_directory) for value in event.summary.value
+        if value.metadata.plugin_data.plugin_name == "text"
+    ]
+    assert len(settings) == 1
+    for row in (f"| depth | {depth} |", "| width | 8 |", "| samples | 16 |", "| seed | 0 |",
+                f"| backend | {keras.backend.backend()} |"):
+        assert row in settings[0]
 
     hparams, scalars = hparams_session(tensorboard_directory / "gelu-He_lsuv")
-    assert hparams == {
-        "activation": "gelu",
-        "initializer": "He + lsuv",
-        "lsuv": True,
-        "depth": depth,
-        "width": 8,
-        "samples": 16,
-        "seed": 0,
-        "backend": keras.backend.backend(),
-    }
+    assert hparams == {"activation": "gelu", "initializer": "He + lsuv", "lsuv": True}
     stds = results[("gelu", "He + lsuv")]
     assert scalars["result/pre_std_last"] == pytest.approx(stds[-1], rel=1e-6)
     assert scalars["result/last_over_first"] == pytest.approx(stds[-1] / stds[0], rel=1e-6)
+    # the cosine metric is the last hidden layer's cosine that the callback wrote at step 0
+    last = f"dense_{depth}"
+    written = [
+        float(tensor_util.make_ndarray(value.tensor))
+        for event in events_in(tensorboard_directory / "gelu-He_lsuv" / "activations") if event.step == 0
+        for value in event.summary.value
+        if "cosine" in value.tag.split("/") and (last in value.tag.split("/") or value.tag.endswith(f"_{last}"))
+    ]
+    assert written == [pytest.approx(scalars["result/cosine_last"], abs=1e-6)]
 
     statistics_directory = tensorboard_directory / "gelu-He_lsuv" / "activations"
     assert len(list(statistics_directory.glob("events.out.tfevents.*"))) == 1
