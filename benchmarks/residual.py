@@ -462,7 +462,8 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
         panels.append("b")
     if not panels:
         return
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.0), squeeze=False)
+    legend: dict[str, Any] = {}
     for axis, panel in zip(axes[0], panels):
         if panel in ("a", "c"):
             starts = args["transformer_starts"] if panel == "a" else args["resnet_starts"]
@@ -479,7 +480,8 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
             axis.set_xlabel("merge index (2 per layer)" if panel == "a" else "block index")
             axis.set_ylabel("residual-stream std after the merge")
             axis.set_title(f"GPT2Backbone, {deepest} layers, hidden {HIDDEN}" if panel == "a" else "ResNet50V2, 64x64, random N(0, 1)")
-            axis.legend(fontsize=7, ncol=2)
+            for handle, label in zip(*axis.get_legend_handles_labels()):
+                legend.setdefault(label, handle)
         else:
             labels = [*args["mlp_starts"], "2 blocks", f"2 blocks, {args['reference_epochs']} ep."]
             groups = [[r for r in records if (r["part"], r["depth"], r["start"], r["epochs"]) == ("b", args["blocks"], s, args["epochs"])]
@@ -502,7 +504,9 @@ def plot(records: list[dict[str, Any]], args: dict[str, Any], path: Path) -> Non
         axis.grid(alpha=0.3)
     seeds = sorted({r["seed"] for r in records})
     figure.suptitle(f"keras_inits residual benchmark: median (and range) over {len(seeds)} seed(s)")
-    figure.tight_layout()
+    if legend:
+        figure.legend(legend.values(), legend.keys(), loc="lower center", ncol=6, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08 if legend else 0, 1, 1))
     figure.savefig(path, dpi=_common.FIGURE_DPI)
     plt.close(figure)
 
