@@ -65,13 +65,14 @@ different backends (each record says which). ``--jobs 2`` runs two units at a ti
 Writes ``<out>/residual.md`` (the tables) and ``<out>/residual.png`` (stream std against
 block index for GPT-2 at the deepest depth and for ResNet50V2, accuracy per start for (b)).
 
-Run: ``python benchmarks/residual.py`` (on 2 cores under load: (a) and (c) about 60 minutes
-on tensorflow with ``--jobs 2``, (b) about 60 minutes on jax with ``--jobs 3``, a deep run
-taking 140-820 s; ``--report-only`` prints the tables of what is done; ``--redo lsuv`` reruns
+Run: ``python benchmarks/residual.py`` (on 2 cores at load 10-22: (a) and (c) 70 minutes on
+tensorflow with ``--jobs 2`` and a second ``--reverse`` process, (b) 55 minutes on jax with
+``--jobs 3``, a deep run taking 140-820 s; ``--report-only`` prints the tables of what is done; ``--redo lsuv`` reruns
 the lsuv starts measured before the last commit that changed ``keras_inits``; ``--reverse``
 runs the units last first, so that a second process can share the journal; ``--quick``:
-transformers of depth 2 and 4, 4 blocks, one seed, one epoch, fewer starts: 47 s of CPU on
-tensorflow, 2-17 minutes of wall time under that load on tensorflow, jax and torch).
+transformers of depth 2 and 4, 4 blocks, one seed, one epoch, fewer starts: at load 3-5,
+57 s on tensorflow, 39 s on torch, 97 s on jax, whose eager traces are slow; 2-17 minutes
+at load 10-22).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ QUICK = {
     "reference_epochs": 2,
     "transformer_starts": ("own", "own + depth_scaled", "He + fixup", "lsuv"),
     "mlp_starts": ("keras default", "He + fixup", "lsuv"),
-    "resnet_starts": ("own", "He + depth_scaled"),
+    "resnet_starts": ("own + depth_scaled",),
 }
 
 
