@@ -18,7 +18,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -41,24 +41,19 @@ class UsageError(Exception):
     """A reason the command cannot run: printed as one line, exit status 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1. Received: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1. Received: {text!r}")
-    return value
+def _integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= minimum``, else a usage error naming the text."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}. Received: {text!r}")
+        return value
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0. Received: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0. Received: {text!r}")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "single array (default: N(0, 1) inputs of the model's input shape)",
     )
     command.add_argument(
-        "--samples", type=_positive_int, default=DEFAULT_SAMPLES, metavar="N",
+        "--samples", type=_integer_at_least(1), default=DEFAULT_SAMPLES, metavar="N",
         help=f"probe samples: the first N of --data, or N random inputs (default {DEFAULT_SAMPLES})",
     )
     command.add_argument(
-        "--seed", type=_seed, default=0, metavar="S", help="seed of the N(0, 1) inputs (default 0)"
+        "--seed", type=_integer_at_least(0), default=0, metavar="S", help="seed of the N(0, 1) inputs (default 0)"
     )
     command.add_argument(
         "--out", type=Path, default=Path("."), metavar="DIR",
