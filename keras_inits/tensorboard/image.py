@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -118,6 +118,10 @@ class DepthProfilePlot:
         self._output: str | None = None
         self._decades: tuple[int, int] = DEFAULT_STD_DECADES
         self._background = None
+        # The 64 colours of the first image drawn on the current background, reused by the
+        # images after it (nearest colour, no dithering: 1.5 ms instead of 9-10 ms for a new
+        # octree palette per image); computed again when the background is redrawn.
+        self._palette: Any = None
         # The first draw in a process loads fonts and fills matplotlib's caches (~2x the cost
         # of later draws): pay it here, when the callback is built, not during training.
         self._canvas.draw()
@@ -168,6 +172,7 @@ class DepthProfilePlot:
         self._canvas.draw()
         self._background = self._canvas.copy_from_bbox(self._figure.bbox)
         self._paths = paths
+        self._palette = None
         self._output = output
         self._decades = decades
 
@@ -204,6 +209,7 @@ class DepthProfilePlot:
         self._cosine_axes.draw_artist(self._cosine_line)
         if all(math.isnan(value) for value in std + pre_std):
             self._std_axes.draw_artist(self._zero_message)
+            self._palette = None  # the sentence's colours: a palette of their own
         self._title.set_text(title)
         self._figure.draw_artist(self._title)
 
@@ -213,6 +219,10 @@ class DepthProfilePlot:
         # A palette PNG: half the bytes of an RGB one (smaller event files), and faster to
         # encode.
         opaque = Image.fromarray(pixels).convert("RGB")  # no transparency chunk in the PNG
-        palette = opaque.quantize(colors=PNG_COLORS, method=Image.Quantize.FASTOCTREE)
+        if self._palette is None:
+            self._palette = opaque.quantize(colors=PNG_COLORS, method=Image.Quantize.FASTOCTREE)
+            palette = self._palette
+        else:
+            palette = opaque.quantize(palette=self._palette, dither=Image.Dither.NONE)
         palette.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return buffer.getvalue(), width, height
