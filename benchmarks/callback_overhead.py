@@ -25,8 +25,11 @@ best times, and the paired median of CPU times. The overhead goal is judged on t
 spent inside the callback (first write + one write per epoch) over the plain ``fit`` time:
 whole-``fit`` wall times on a shared 2-core machine vary by more than the 3 % in question.
 
-Goals: <= 3 % over plain ``fit``, and one write <= 45 ms (Keras's ``histogram_freq=1``
-spends ~45 ms per epoch end on this model while logging weights only).
+Goals: <= 3 % over plain ``fit``, and one write <= 0.25x the time Keras's
+``TensorBoard(histogram_freq=1)`` spends per epoch end logging weight histograms
+(``_log_weights``), measured in the same run. Keras's callback needs TensorFlow, so on jax and
+torch the write is judged against ``KERAS_LOG_WEIGHTS_MS``, its median measured on the
+tensorflow backend of this machine.
 
 Run: ``KERAS_BACKEND=jax python benchmarks/callback_overhead.py [--repeats 5]`` (any backend)
 """
@@ -53,7 +56,10 @@ PROBE_SAMPLES = 256
 BATCH_SIZE = 128
 EPOCHS = 2
 OVERHEAD_GOAL = 0.03
-WRITE_GOAL_MS = 45.0
+WRITE_GOAL_RATIO = 0.25
+#: Keras's ``_log_weights`` per epoch on this model (tensorflow, quiet machine, 5 repeats):
+#: the reference on backends where Keras's callback cannot run.
+KERAS_LOG_WEIGHTS_MS = 170.8
 KERAS_TENSORBOARD = "TensorBoard(histogram_freq=1)"
 CONFIGS = ("plain", "ActivationStatistics") + (
     (KERAS_TENSORBOARD,) if keras.backend.backend() == "tensorflow" else ()
@@ -175,8 +181,12 @@ def main() -> None:
           f"(keras_inits.tensorboard) {statistics.median(costs['proto_png_event']) * 1e3:.1f} ms")
     if costs["keras_log_weights"]:
         keras_ms = statistics.median(costs["keras_log_weights"]) * 1e3
+        keras_source = "measured in this run"
         print(f"median cost of Keras {KERAS_TENSORBOARD} _log_weights per epoch: "
               f"{keras_ms:.1f} ms")
+    else:
+        keras_ms = KERAS_LOG_WEIGHTS_MS
+        keras_source = "Keras's callback needs TensorFlow: its tensorflow median"
     print()
     overhead_best = min(wall["ActivationStatistics"]) / min(wall["plain"]) - 1
     overhead_paired = paired("ActivationStatistics", wall)
@@ -190,8 +200,10 @@ def main() -> None:
           f"inside the callback (wall: best of {args.repeats} {overhead_best:+.1%}, paired median "
           f"{overhead_paired:+.1%}): {overhead_direct:+.1%} -> "
           f"{'met' if overhead_direct <= OVERHEAD_GOAL else 'NOT met'}")
-    print(f"goal: one write <= {WRITE_GOAL_MS:.0f} ms (median): {write_ms:.1f} ms -> "
-          f"{'met' if write_ms <= WRITE_GOAL_MS else 'NOT met'}")
+    write_goal_ms = WRITE_GOAL_RATIO * keras_ms
+    print(f"goal: one write <= {WRITE_GOAL_RATIO}x Keras's epoch end ({keras_ms:.1f} ms, "
+          f"{keras_source}) = {write_goal_ms:.1f} ms: {write_ms:.1f} ms "
+          f"({write_ms / keras_ms:.2f}x) -> {'met' if write_ms <= write_goal_ms else 'NOT met'}")
 
 
 if __name__ == "__main__":
