@@ -20,16 +20,17 @@ def test_checksum_equals_tensorboards(size):
     assert writer.masked_crc32c(data) == tensorboard_crc(data)
 
 
-def test_checksum_of_known_vectors():
-    # crc32c("123456789") = 0xE3069283 (RFC 3720, B.4); the TFRecord mask rotates it right
-    # by 15 bits and adds 0xa282ead8.
-    crc = 0xE3069283
-    assert writer.masked_crc32c(b"123456789") == (
-        ((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-    # 32 zero bytes: crc32c 0x8A9136AA (RFC 3720, B.4).
-    crc = 0x8A9136AA
-    assert writer.masked_crc32c(bytes(32)) == (
-        ((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+def _tfrecord_mask(crc: int) -> int:
+    """TFRecord's mask: rotate right by 15 bits, add 0xa282ead8 (mod 2**32)."""
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("data, crc", [
+    (b"123456789", 0xE3069283),  # the CRC-32C check value
+    (bytes(32), 0x8A9136AA),  # 32 zero bytes (RFC 3720, B.4)
+])
+def test_checksum_of_known_vectors(data, crc):
+    assert writer.masked_crc32c(data) == _tfrecord_mask(crc)
 
 
 def test_framed_record_reads_back(tmp_path):
