@@ -456,7 +456,13 @@ def write_hparams(
 
 
 def statistics_callback(run_dir: Path, probe: Any, **options: Any) -> keras.callbacks.Callback:
-    """``keras_inits.ActivationStatistics`` writing into ``<run_dir>/activations``."""
+    """``keras_inits.ActivationStatistics`` writing into ``<run_dir>/activations``.
+
+    With the depth-profile image unless ``images=False`` is passed: the examples are there
+    to be looked at (the callback's own default leaves the image out, as Keras's
+    ``TensorBoard(write_images=False)`` does, for its cost).
+    """
+    options.setdefault("images", True)
     return keras_inits.ActivationStatistics(str(run_dir), probe, **options)
 
 

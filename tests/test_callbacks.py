@@ -115,7 +115,7 @@ def test_steps_values_tags_and_layout(tmp_path):
     x, y = batch(256)
     probe_x = x[:64]
     before_fit = keras_inits.activation_statistics(model, probe_x)
-    callback = keras_inits.ActivationStatistics(tmp_path, probe_x)
+    callback = keras_inits.ActivationStatistics(tmp_path, probe_x, images=True)
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     after_first_fit = keras_inits.activation_statistics(model, probe_x)
     model.fit(x, y, batch_size=64, epochs=1, callbacks=[callback], verbose=0)
@@ -264,11 +264,23 @@ def test_update_freq_steps(tmp_path, update_freq, expected_steps):
     assert [step for step, _ in run["activations/mean/00_dense_0"]] == expected_steps
 
 
+def test_no_image_by_default(tmp_path):
+    model = compiled_mlp(widths=(8,))
+    x, y = batch(128)
+    callback = keras_inits.ActivationStatistics(tmp_path, x[:32], histograms=False)
+    assert callback.images is False
+    model.fit(x, y, batch_size=64, epochs=1, callbacks=[callback], verbose=0)
+    callback.close()
+    run = read_run(tmp_path / "activations")
+    assert [step for step, _ in run["activations/std/00_dense_0"]] == [0, 2]
+    assert not [tag for tag in run if "depth_profile" in tag]
+
+
 def test_update_freq_in_steps_and_one_image_per_epoch(tmp_path):
     model = compiled_mlp(widths=(8,))
     x, y = batch(256)
     callback = keras_inits.ActivationStatistics(tmp_path, x[:32], update_freq=3,
-                                                histograms=False)
+                                                histograms=False, images=True)
     model.fit(x, y, batch_size=64, epochs=2, callbacks=[callback], verbose=0)
     callback.close()
     run = read_run(tmp_path / "activations")

@@ -299,7 +299,11 @@ class ActivationStatistics(keras.callbacks.Callback):
             ``None`` for every layer with a kernel plus standalone activation layers, paths,
             layer classes or a predicate.
         histograms: Write a histogram per layer.
-        images: Write the depth-profile image (needs matplotlib; skipped without it).
+        images: Write the depth-profile image (needs matplotlib; skipped without it). Off
+            by default, as Keras's ``TensorBoard(write_images=False)``: the figure's one
+            full draw per ``fit`` (tick labels, legend) costs ~75 ms and every image ~6 ms,
+            more than the rest of a write; the depth profile is in the Scalars tab anyway
+            (the ``activations_profile`` runs). The examples and ``make demo`` turn it on.
         gradients: Also write gradient statistics (needs ``y`` in ``data`` and a compiled
             loss).
         diagnose: Diagnose every write (:func:`keras_inits.diagnose`, no extra probe pass)
@@ -343,7 +347,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         update_freq: UpdateFrequency = "epoch",
         layers: LayerSelection = None,
         histograms: bool = True,
-        images: bool = True,
+        images: bool = False,
         gradients: bool = False,
         diagnose: bool = True,
         freq: UpdateFrequency | None = None,
