@@ -74,7 +74,7 @@ import numpy as np
 
 from keras_inits import _checks, _probe, activations, backend
 from keras_inits._probe import LayerSelection
-from keras_inits.model.residual import ResidualStream, residual_stream
+from keras_inits.model.residual import ResidualStream, provably_without_merges, residual_stream
 
 #: Distance to an activation's bound within which a value counts as saturated.
 SATURATION_MARGIN = 0.01
@@ -610,9 +610,12 @@ _WITHOUT_MERGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _stream_statistics(model: keras.Model, x: Any, training: bool) -> tuple[StreamStatistics, ...]:
     """The residual stream of ``model`` on ``x``; one traced pass, none for a model already
-    known to have no residual merge."""
+    known to have no residual merge or whose structure shows it has none."""
     variables = len(model.variables)
     if _WITHOUT_MERGES.get(model) == variables:
+        return ()
+    if provably_without_merges(model):  # a plain stack of Keras layers: nothing to trace
+        _WITHOUT_MERGES[model] = variables
         return ()
     with _probe.StateGuard(model), backend.current().without_gradients():
         stream = residual_stream(model, x, training=training)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 import keras_inits
 from keras_inits import backend
+from keras_inits.model.residual import provably_without_merges, residual_blocks
 from keras_inits.tensorboard.callback import RUN_NAME
 from keras_inits.tensorboard.protos import LAYOUT_TAG
 
@@ -160,8 +162,21 @@ def test_a_projection_shortcut_grows_against_the_stream_it_forked_from():
     np.testing.assert_allclose(block.growth, output.std() / entering.std(), rtol=TOLERANCE)
 
 
-def test_a_plain_model_is_traced_once_then_skipped(monkeypatch):
-    # The callback measures at every write: a model without merges pays the traced pass once.
+class SubclassedPlainMLP(keras.Model):
+    """A stack without merges that only a trace can tell apart from ``SubclassedMLP``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hidden = dense("hidden", "tanh")
+        self.head = keras.layers.Dense(2, name="head")
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+
+def test_a_model_without_merges_is_traced_at_most_once(monkeypatch):
+    # The callback measures at every write: a model without merges pays the traced pass
+    # once, and a plain stack of Keras layers never (its structure shows there is no merge).
     calls = []
     traced = keras_inits.stats.residual_stream
 
@@ -170,12 +185,65 @@ def test_a_plain_model_is_traced_once_then_skipped(monkeypatch):
         return traced(*args, **kwargs)
 
     monkeypatch.setattr(keras_inits.stats, "residual_stream", counting)
-    model = mlp()
     x = probe_batch()
+    plain = mlp()
     for _ in range(3):
-        assert keras_inits.activation_statistics(model, x[:, :6]).residual_stream == ()
+        assert keras_inits.activation_statistics(plain, x[:, :6]).residual_stream == ()
+    assert calls == []
+    subclassed = SubclassedPlainMLP()
+    subclassed(x)
+    for _ in range(3):
+        assert keras_inits.activation_statistics(subclassed, x).residual_stream == ()
     assert len(calls) == 1
     residual = functional_mlp()
     for _ in range(2):
         assert len(keras_inits.activation_statistics(residual, x).residual_stream) == BLOCKS
     assert len(calls) == 3
+
+
+def _with_plus() -> keras.Model:
+    inputs = keras.Input((WIDTH,))
+    return keras.Model(inputs, inputs + dense("branch")(inputs))
+
+
+def _nested_residual() -> keras.Model:
+    return keras.Sequential([keras.Input((WIDTH,)), functional_mlp(), dense("after")])
+
+
+def _conv_stack() -> keras.Model:
+    return keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+        keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.MaxPooling2D(),
+        keras.layers.SeparableConv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(2),
+    ])
+
+
+def _lstm_stack() -> keras.Model:
+    return keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+
+
+def _built(model_class) -> keras.Model:
+    model = model_class()
+    model(probe_batch())
+    return model
+
+
+@pytest.mark.parametrize("build, expected", [
+    (mlp, True),
+    (_conv_stack, True),
+    (_lstm_stack, True),
+    (lambda: keras.applications.MobileNet(weights=None, input_shape=(32, 32, 3), alpha=0.25,
+                                          classes=3), True),
+    (functional_mlp, False),
+    (_with_plus, False),
+    (_nested_residual, False),
+    (lambda: _built(SubclassedMLP), False),
+    (lambda: _built(SubclassedPlainMLP), False),
+    (lambda: keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
+                                            classes=3), False),
+])
+def test_provably_without_merges_agrees_with_the_trace(build, expected):
+    model = build()
+    assert provably_without_merges(model) is expected
+    if expected:  # the shortcut never hides a merge the trace would find
+        assert residual_blocks(model) == []

@@ -114,6 +114,7 @@ __all__ = [
     "ResidualBlock",
     "ResidualStream",
     "ResidualStructure",
+    "provably_without_merges",
     "residual_blocks",
     "residual_stream",
     "residual_structure",
@@ -478,6 +479,46 @@ def residual_structure(model: keras.layers.Layer, x: Any = None) -> ResidualStru
     """
     flow, layers, weights = _trace(model, x, training=False)
     return _structure(flow, layers, weights, flow.ancestors())[0]
+
+
+def provably_without_merges(model: keras.layers.Layer) -> bool:
+    """Whether the structure alone shows that ``model`` has no residual merge (no trace needed).
+
+    True for a ``keras.Sequential`` or Functional model, nested ones included, in which every
+    layer is one of Keras's own layers without sub-layers and none is ``keras.layers.Add``, and
+    whose graphs hold no operation other than layers (no ``x + y`` on symbolic tensors). Such a
+    model cannot hold a merge that :func:`residual_structure` would find: its layers' outputs
+    are returned by the layers themselves, so no sum is looked for by value. Anything else (a
+    subclassed model or layer, keras-hub's blocks, Keras's composite layers, a Functional
+    ``+``) may, and the trace decides. Reads the model only; runs nothing.
+
+    Examples:
+
+    >>> import keras
+    >>> plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="d")])
+    >>> provably_without_merges(plain)
+    True
+    >>> inputs = keras.Input((4,))
+    >>> provably_without_merges(keras.Model(inputs, inputs + keras.layers.Dense(4)(inputs)))
+    False
+    """
+    for path, layer in [(None, model), *_tree_layers(model)]:
+        if isinstance(layer, keras.Model):
+            if type(layer) is not keras.Sequential and type(layer).__name__ != "Functional":
+                return False  # a subclassed model (or a subclass of Sequential/Functional)
+            if _functional_operations(layer):
+                return False
+        elif (
+            isinstance(layer, keras.layers.Add)
+            or not type(layer).__module__.startswith("keras.src.layers.")
+            or children(layer)
+        ):
+            return False
+    return True
+
+
+def _tree_layers(model: keras.layers.Layer) -> list[tuple[str, keras.layers.Layer]]:
+    return [(path, layer) for path, _, layer in _tree(model, children)]
 
 
 def residual_stream(
