@@ -307,37 +307,75 @@ def _finite_values(matrix: np.ndarray) -> tuple[np.ndarray, int]:
     return (flat if nonfinite == 0 else flat[finite]), nonfinite
 
 
-def _std(values: np.ndarray) -> float:
-    return float(values.std(dtype=np.float64)) if values.size else math.nan
+#: Below this std, float32 squares of the deviations may be subnormal (< 1.2e-38): such a
+#: std is computed in float64 throughout.
+_FLOAT32_EXACT_STD = 1e-15
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean, accumulated in float64 (NaN when empty)."""
+    return float(np.add.reduce(values, dtype=np.float64)) / values.size if values.size else math.nan
+
+
+def _std(values: np.ndarray, mean: float | None = None) -> float:
+    """The population std, accumulated in float64 (NaN when empty).
+
+    For float32 values the deviations from the (float64) mean are squared in float32 and
+    summed in float64: within ~1e-7 of the all-float64 two-pass result, at 0.8x its cost
+    (no float64 copy of the values). A result that is not finite (a square past float32's
+    range) or at most :data:`_FLOAT32_EXACT_STD` (squares that may fall below float32's
+    normal range, a collapsed layer) is computed again in float64.
+    """
+    if not values.size:
+        return math.nan
+    if values.dtype != np.float32:
+        return float(values.std(dtype=np.float64))
+    centre = _mean(values) if mean is None else mean
+    squares = values - np.float32(centre)
+    with np.errstate(over="ignore", under="ignore"):
+        np.square(squares, out=squares)
+    result = math.sqrt(float(np.add.reduce(squares, dtype=np.float64)) / values.size)
+    if math.isfinite(result) and result > _FLOAT32_EXACT_STD:
+        return result
+    return float(values.std(dtype=np.float64))
 
 
 def _finite_std(arrays: Sequence[np.ndarray]) -> float:
+    """The std of the finite values of ``arrays`` (NaN when there is none)."""
     flat = np.concatenate([array.reshape(-1) for array in arrays]) if len(arrays) > 1 else (
         arrays[0].reshape(-1)
     )
-    finite = np.isfinite(flat)
-    return _std(flat if finite.all() else flat[finite])
+    if flat.size and math.isfinite(float(flat.min())) and math.isfinite(float(flat.max())):
+        return _std(flat)  # no NaN or inf: min and max would show it
+    return _std(flat[np.isfinite(flat)])
 
 
-def _dead_fraction(arrays: Sequence[np.ndarray]) -> float:
+def _dead_fraction(arrays: Sequence[np.ndarray], *, any_zero: bool = True) -> float:
+    """Fraction of units (last axis) that are 0 for every sample; ``any_zero=False`` says
+    that no value is 0 (then no unit is dead, and nothing is scanned)."""
     units = 0
     dead = 0
     for array in arrays:
         if array.ndim == 0 or array.size == 0:
             continue
         channels = array.shape[-1] if array.ndim >= 2 else 1
-        alive = np.any(array.reshape(-1, channels) != 0, axis=0)
         units += channels
-        dead += int(channels - np.count_nonzero(alive))
+        if any_zero:
+            alive = np.any(array.reshape(-1, channels) != 0, axis=0)
+            dead += int(channels - np.count_nonzero(alive))
     return dead / units if units else math.nan
 
 
-def mean_pairwise_cosine(matrix: np.ndarray) -> float | None:
+def mean_pairwise_cosine(matrix: np.ndarray, *, finite: bool | None = None) -> float | None:
     """Mean cosine similarity over all ordered pairs of distinct rows of ``matrix``.
 
     Zero rows: cos(0, 0) = 1 and cos(0, v) = 0 for v != 0. Non-finite entries count as 0.
-    ``None`` for fewer than two rows. O(n·d): with unit rows ``u_i``, the sum over all
-    pairs ``i != j`` of ``u_i·u_j`` is ``|sum u_i|^2 - sum |u_i|^2``.
+    ``None`` for fewer than two rows. O(n·d), in float64: with unit rows ``u_i``, the sum
+    over all pairs ``i != j`` of ``u_i·u_j`` is ``|sum u_i|^2 - sum |u_i|^2``.
+
+    Args:
+        matrix: One row per sample.
+        finite: ``True`` when the caller knows every entry is finite (no scan for NaN).
 
     Examples:
 
@@ -347,18 +385,17 @@ def mean_pairwise_cosine(matrix: np.ndarray) -> float | None:
     n = matrix.shape[0]
     if n < 2:
         return None
-    rows = matrix if np.issubdtype(matrix.dtype, np.floating) else matrix.astype(np.float64)
-    finite = np.isfinite(rows)
-    if not finite.all():
-        rows = np.where(finite, rows, 0.0)
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    rows = matrix.astype(np.float64)
+    if not finite:
+        rows[~np.isfinite(rows)] = 0.0
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
     nonzero = norms > 0
     count_nonzero = int(np.count_nonzero(nonzero))
     count_zero = n - count_nonzero
     total = float(count_zero * (count_zero - 1))
     if count_nonzero:
-        scale = (1.0 / norms[nonzero]).astype(rows.dtype)
-        unit_sum = (rows[nonzero] * scale[:, None]).sum(axis=0, dtype=np.float64)
+        inverse = np.divide(1.0, norms, out=np.zeros(n), where=nonzero)
+        unit_sum = inverse @ rows
         total += float(unit_sum @ unit_sum) - count_nonzero
     return float(min(1.0, max(-1.0, total / (n * (n - 1)))))
 
@@ -371,8 +408,10 @@ def _histogram(values: np.ndarray, low: float, high: float) -> Histogram:
         # np.histogram's equal-width rule (last bucket closed), without its float64 copies.
         edges = np.linspace(low, high, HISTOGRAM_BUCKETS + 1)
         scale = np.float32(HISTOGRAM_BUCKETS / (high - low))
-        index = ((values - np.float32(low)) * scale).astype(np.intp)
-        np.clip(index, 0, HISTOGRAM_BUCKETS - 1, out=index)
+        position = values - np.float32(low)  # >= 0: low is the minimum
+        position *= scale
+        index = position.astype(np.intp)
+        np.minimum(index, HISTOGRAM_BUCKETS - 1, out=index)
         counts = np.bincount(index, minlength=HISTOGRAM_BUCKETS).astype(np.int64)
     else:  # a single value: one bucket around it, as np.histogram does
         counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS, range=(low - 0.5, high + 0.5))
@@ -385,18 +424,27 @@ def _histogram(values: np.ndarray, low: float, high: float) -> Histogram:
 _Bounds = tuple[Union[float, None], Union[float, None]]
 
 
-def _saturation(values: np.ndarray, bounds: _Bounds | None) -> float | None:
+def _saturation(values: np.ndarray, bounds: _Bounds | None,
+                low: float | None = None, high: float | None = None) -> float | None:
+    """Fraction of values within :data:`SATURATION_MARGIN` of a bound; ``low``/``high`` (the
+    values' min and max, when known) skip the scan of a side that no value reaches."""
     if bounds is None:
         return None
     if values.size == 0:
         return math.nan
     lower, upper = bounds
-    saturated = np.zeros(values.shape, dtype=bool)
-    if lower is not None:
-        saturated |= values <= lower + SATURATION_MARGIN
-    if upper is not None:
-        saturated |= values >= upper - SATURATION_MARGIN
-    return float(np.count_nonzero(saturated) / values.size)
+    # The thresholds in the values' dtype, as the comparisons below cast them.
+    floor = None if lower is None else values.dtype.type(lower + SATURATION_MARGIN)
+    ceiling = None if upper is None else values.dtype.type(upper - SATURATION_MARGIN)
+    if floor is not None and ceiling is not None and floor >= ceiling:  # overlapping sides
+        saturated = (values <= floor) | (values >= ceiling)
+        return float(np.count_nonzero(saturated) / values.size)
+    count = 0
+    if floor is not None and (low is None or low <= floor):
+        count += int(np.count_nonzero(values <= floor))
+    if ceiling is not None and (high is None or high >= ceiling):
+        count += int(np.count_nonzero(values >= ceiling))
+    return float(count / values.size)
 
 
 def _gradient_std(arrays: Sequence[np.ndarray] | None) -> float | None:
@@ -429,17 +477,26 @@ def layer_statistics(
     arrays = [np.asarray(array, dtype=np.float32) for array in record.outputs]
     n = arrays[0].shape[0] if arrays and arrays[0].ndim else 1
     matrix = _per_sample(arrays, n)
-    values, nonfinite = _finite_values(matrix)
-    if values.size:
-        low = float(values.min())
-        high = float(values.max())
-        mean = float(values.mean(dtype=np.float64))
+    flat = matrix.reshape(-1)
+    # One min and one max also tell whether anything is NaN or infinite (they would be).
+    low = float(flat.min()) if flat.size else math.nan
+    high = float(flat.max()) if flat.size else math.nan
+    finite = math.isfinite(low) and math.isfinite(high)
+    if finite:
+        values, nonfinite = flat, 0
     else:
-        low = high = mean = math.nan
-    std = _std(values)
+        values, nonfinite = _finite_values(matrix)
+        low = float(values.min()) if values.size else math.nan
+        high = float(values.max()) if values.size else math.nan
+    mean = _mean(values)
+    std = _std(values, mean)
     pre_std = _finite_std(record.pre_activations) if record.pre_activations else std
     with np.errstate(divide="ignore", invalid="ignore"):
         std_ratio = float(np.float64(std) / np.float64(previous_std))
+    zeros = int(np.count_nonzero(flat == 0))
+    # The matrix holds every output when all have the batch axis: then no 0 in it means no
+    # dead unit, without a scan per unit.
+    covered = all(array.ndim >= 1 and array.shape[0] == n for array in arrays)
     layer = record.layer
     return LayerStatistics(
         path=record.path,
@@ -451,12 +508,10 @@ def layer_statistics(
         nonfinite_count=nonfinite,
         pre_std=pre_std,
         std_ratio=std_ratio,
-        zero_fraction=float(matrix.size - np.count_nonzero(matrix)) / matrix.size
-        if matrix.size
-        else math.nan,
-        dead_fraction=_dead_fraction(arrays),
-        saturation_fraction=_saturation(values, saturation_bounds(layer)),
-        cosine=mean_pairwise_cosine(matrix),
+        zero_fraction=zeros / matrix.size if matrix.size else math.nan,
+        dead_fraction=_dead_fraction(arrays, any_zero=zeros > 0 or not covered),
+        saturation_fraction=_saturation(values, saturation_bounds(layer), low, high),
+        cosine=mean_pairwise_cosine(matrix, finite=finite),
         histogram=_histogram(values, low, high),
         grad_std=_gradient_std(record.output_gradients),
         kernel_grad_std=_gradient_std(record.kernel_gradients),

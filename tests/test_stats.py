@@ -206,6 +206,75 @@ def test_scalars_and_as_dict():
         stats.std = 1.0  # frozen
 
 
+def _outputs(kind):
+    """Layer outputs (256 x 64) of the kinds where the statistics take a shortcut or a fallback."""
+    rng = np.random.default_rng(7)
+    normal = rng.normal(size=(256, 64)).astype("float32")
+    if kind == "collapsed":  # squares of the deviations below float32's normal range
+        return normal * np.float32(1e-21)
+    if kind == "huge":  # squares past float32's range
+        return normal * np.float32(1e22)
+    if kind == "saturated":
+        return np.tanh(4 * normal)
+    if kind == "offset":  # a large mean, a small spread
+        return np.float32(1000.0) + normal * np.float32(1e-2)
+    if kind == "relu_dead_unit":
+        relu = np.maximum(normal, 0)
+        relu[:, 5] = 0
+        return relu
+    if kind == "nan_and_inf":
+        broken = np.tanh(normal)
+        broken[3, :7] = np.nan
+        broken[9, 2] = np.inf
+        return broken
+    return np.tanh(normal)
+
+
+@pytest.mark.parametrize("kind", ["healthy", "collapsed", "huge", "saturated", "offset",
+                                  "relu_dead_unit", "nan_and_inf"])
+def test_layer_statistics_equal_their_float64_definitions(kind):
+    # The statistics take shortcuts (one min/max instead of a NaN scan, no per-unit scan
+    # without zeros, no saturation scan when no value nears a bound, float32 squares): on
+    # each case where a shortcut is taken or must not be, they equal the plain definitions.
+    outputs = _outputs(kind)
+    layer = keras.layers.Dense(64, activation="tanh")
+    record = _probe.ProbeRecord(path="d", layer=layer, outputs=(outputs,),
+                                pre_activations=(outputs * np.float32(2),))
+    stats = keras_inits.stats.layer_statistics(record, previous_std=1.0)
+    finite = outputs[np.isfinite(outputs)].astype(np.float64)
+    assert stats.nonfinite_count == outputs.size - finite.size
+    # abs=0: pytest.approx's default abs=1e-12 would pass any std of a collapsed layer.
+    assert stats.mean == pytest.approx(finite.mean(), rel=1e-9, abs=0)
+    assert stats.std == pytest.approx(finite.std(), rel=1e-6, abs=0)
+    assert stats.std > 0
+    doubled = (outputs * np.float32(2))[np.isfinite(outputs)].astype(np.float64)
+    assert stats.pre_std == pytest.approx(doubled.std(), rel=1e-6, abs=0)
+    assert (stats.min, stats.max) == (finite.min(), finite.max())
+    assert stats.zero_fraction == np.count_nonzero(outputs == 0) / outputs.size
+    assert stats.dead_fraction == np.count_nonzero(~np.any(outputs != 0, axis=0)) / 64
+    finite32 = outputs[np.isfinite(outputs)]  # saturation counts among the finite values
+    saturated = (finite32 <= np.float32(-0.99)) | (finite32 >= np.float32(0.99))
+    assert stats.saturation_fraction == np.count_nonzero(saturated) / finite32.size
+    rows = np.where(np.isfinite(outputs), outputs, 0)
+    assert stats.cosine == pytest.approx(_cosine_float64(rows), abs=1e-9)
+    edges = np.linspace(finite.min(), finite.max(), HISTOGRAM_BUCKETS + 1)
+    counts, _ = np.histogram(finite, bins=edges)
+    # np.histogram computes bucket positions in float64, the statistics in float32: a value
+    # on a bucket edge may land one bucket apart; the total is exact.
+    assert stats.histogram.counts.sum() == finite.size
+    assert np.abs(stats.histogram.counts - counts).sum() <= 2 * max(1, finite.size // 10_000)
+
+
+def _cosine_float64(matrix):
+    rows = matrix.astype(np.float64)
+    norms = np.linalg.norm(rows, axis=1)
+    units = rows[norms > 0] / norms[norms > 0, None]
+    zero = int(np.count_nonzero(norms == 0))
+    n = rows.shape[0]
+    gram = units @ units.T
+    return (gram.sum() - len(units) + zero * (zero - 1)) / (n * (n - 1))
+
+
 # --------------------------------------------------------------------------------------
 # Model structures
 # --------------------------------------------------------------------------------------
