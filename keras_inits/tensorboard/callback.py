@@ -301,7 +301,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         histograms: Write a histogram per layer.
         images: Write the depth-profile image (needs matplotlib; skipped without it). Off
             by default, as Keras's ``TensorBoard(write_images=False)``: the figure's one
-            full draw per ``fit`` (tick labels, legend) costs ~75 ms and every image ~6 ms,
+            full draw per ``fit`` (tick labels, legend) costs 65-75 ms and every image 7-8 ms,
             more than the rest of a write; the depth profile is in the Scalars tab anyway
             (the ``activations_profile`` runs). The examples and ``make demo`` turn it on.
         gradients: Also write gradient statistics (needs ``y`` in ``data`` and a compiled
