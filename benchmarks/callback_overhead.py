@@ -1,7 +1,7 @@
 """How much does ``ActivationStatistics`` cost a training run?
 
 The classic deep MLP (784 -> 500, 400, 300, 200, 100 -> 10, tanh; Glorot & Bengio 2010) on
-20,000 random samples, batch 128, 2 epochs. Three configurations, run interleaved (so that
+20,000 random samples, batch 128, 2 epochs. Three or four configurations, run interleaved (so that
 a noisy neighbour hurts all of them alike), several repeats, medians:
 
 * ``plain``: ``fit`` without callbacks;
@@ -17,7 +17,10 @@ event files without TensorFlow on all three.
 Only ``fit`` is timed; every run gets a fresh model whose train function was traced by a
 warm-up ``fit`` beforehand, and callbacks are constructed before the clock starts (as
 users do). One write (probe pass + statistics + proto + event write [+ PNG]) is timed by
-wrapping the callback's methods; Keras's per-epoch weight histograms (``_log_weights``) too.
+wrapping the callback's methods: "one write" is the median of the writes after a fit's first,
+which is reported apart (it carries the eager warm-up and, with the image, the one full figure
+draw), as is the first write of the process. Keras's per-epoch weight histograms
+(``_log_weights``) are timed the same way.
 
 The machine may be shared, so the table shows, per configuration, the median and the best
 wall time, the median process CPU time, and the overhead three ways: the median over repeats
