@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from keras_inits.diagnose import DiagnosisReport, diagnose
+from keras_inits.diagnose import DiagnosisReport, diagnose, untrained_batch_norm
 from keras_inits.stats import activation_statistics
 from keras_inits.tensorboard import image
 
@@ -198,14 +198,18 @@ def run_diagnose(arguments: argparse.Namespace) -> int:
     if y is not None and getattr(model, "loss", None) is None:
         print("note: y ignored (the model was saved without a compiled loss)", file=sys.stderr)
         y = None
+    # As diagnose() does: untrained batch normalization is probed as fit runs it.
+    training = bool(untrained_batch_norm(model))
     try:
-        statistics = activation_statistics(model, x, y=y, gradients=y is not None)
+        statistics = activation_statistics(model, x, y=y, gradients=y is not None,
+                                           training=training)
     except (ValueError, TypeError) as error:
         raise UsageError(f"cannot probe the model with this data: {_first_line(error)}") from None
-    report: DiagnosisReport = diagnose(model, x, statistics=statistics)
+    report: DiagnosisReport = diagnose(model, x, statistics=statistics, training=training)
     print(report)
+    mode = ", training mode" if training else ""
     figure = write_figure(statistics, arguments.out / f"{arguments.model.stem}{FIGURE_SUFFIX}",
-                          title=f"{arguments.model.name}, as loaded")
+                          title=f"{arguments.model.name}, as loaded{mode}")
     if figure is None:
         print("note: no figure (matplotlib is not installed)", file=sys.stderr)
     else:

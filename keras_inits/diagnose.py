@@ -22,13 +22,29 @@ The rules, per kind (``i`` a monitored layer in depth order, ``0`` the first):
   comes back within the threshold; ``ref`` is the last layer, or the one before it when the
   last layer's activation is a softmax or sigmoid (its gradient is ``d loss / d
   probabilities``, on another scale).
-* ``dead_units``: ``dead_fraction > DEAD_FRACTION`` on a layer with signal (``pre_std > 0``).
+* ``dead_units``: ``dead_fraction > DEAD_FRACTION`` on a layer with signal (``pre_std > 0``),
+  other than layers fed only by a global pooling (below): every sample gives them nearly the
+  same input, so each unit is alive for all samples or for none, half of them by chance (5
+  of the 8 units of a MobileNetV3 squeeze-and-excitation branch at init).
 * ``saturation``: ``saturation_fraction > SATURATION_FRACTION`` (bounded activations only).
 * ``collapsed_inputs``: mean pairwise cosine similarity ``> COLLAPSE_COSINE`` on a layer
   whose output is not all zero, other than the last layer (a softmax or a single output
-  unit points one way whatever the inputs) and softmax layers.
+  unit points one way whatever the inputs), softmax layers, lookup tables and layers fed only
+  by a global pooling (:func:`pooled_layers`: a squeeze-and-excitation branch, a classifier
+  head; each sample is reduced to its channel means, alike for every sample at init).
 * ``growing_stream``: the residual stream's std after block ``k`` over the std entering
   block 0 (the product of the blocks' ``growth``) above :data:`STREAM_GROWTH`.
+
+Lookup tables (layers whose only drawn weights are embedding tables: ``Embedding``, keras-hub's
+``ReversibleEmbedding`` and ``PositionEmbedding``) return rows of a table, not a transform of a
+signal: the scale of their output is the table's init (0.02 in keras-hub), and a position
+embedding gives every sample the same rows. They are neither the reference of the signal
+ratios (the first layer that is not a lookup is) nor judged for collapse.
+
+A model whose batch-normalization layers were never trained (moving mean 0 and variance 1,
+a fresh ``keras.applications`` model) is probed in training mode by default: in inference
+mode those layers are identities, a forward pass that training never runs (Keras's
+MobileNetV2 at init "vanishes" to 1e-11 that way, and trains).
 
 Calibration (``benchmarks/diagnose_calibration.py``) runs every configuration of
 ``benchmarks/depth.py`` and of the examples through :func:`diagnose`; the constants' comments
@@ -41,11 +57,12 @@ import collections
 import dataclasses
 import html
 import math
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Collection, Literal, Mapping, Sequence
 
 import keras
+import numpy as np
 
-from keras_inits import _checks, gains
+from keras_inits import _checks, backend, gains
 from keras_inits import activations as activation_registry
 from keras_inits.model import graph
 from keras_inits.stats import ModelStatistics, StreamStatistics, activation_statistics
@@ -156,6 +173,16 @@ RECTIFIERS = ("relu", "relu6", "leaky_relu")
 BOUNDED = ("tanh", "sigmoid", "softsign", "hard_tanh", "hard_sigmoid")
 #: The variance map's slope above which no analytic gain holds the variance over depth.
 UNSTABLE_SLOPE = 1.0 + 1e-3
+#: Weight roles of a lookup table (:mod:`keras_inits.model.graph`): a layer whose drawn weights
+#: are all of these returns table rows, not a transform of its input.
+LOOKUP_ROLES = frozenset({"embeddings"})
+#: Layers that reduce every sample to one value per channel (its mean or maximum over the
+#: positions): what only they feed is alike for every sample, whatever the start.
+GLOBAL_POOLING_TYPES: tuple[type, ...] = (
+    keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D, keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D,
+)
 #: Layers listed by name in full up to this many; more are shortened to first, last, count.
 MAX_LISTED_LAYERS = 4
 
@@ -353,6 +380,8 @@ def _summary_text(summary: Mapping[str, Any]) -> str:
         "nonfinite_count": "non-finite values",
     }
     parts = [f"{summary.get('layers', 0)} layers"]
+    if summary.get("training_mode"):
+        parts[0] += " in training mode (batch normalization never trained)"
     for key, label in labels.items():
         if summary.get(key) is not None:
             parts.append(f"{label} {_number(summary[key])}")
@@ -595,13 +624,17 @@ def _stream_findings(stream: Sequence[StreamStatistics]) -> list[Finding]:
     )]
 
 
-def _summary(stats: ModelStatistics) -> dict[str, Any]:
+def _summary(stats: ModelStatistics, lookups: Collection[str] = (), *,
+             training: bool = False) -> dict[str, Any]:
     layers = list(stats.values())
     summary: dict[str, Any] = {"layers": len(layers)}
+    if training:
+        summary["training_mode"] = True
     if not layers:
         return summary
-    first = layers[0].pre_std
-    ratios = [s.pre_std / first for s in layers if _finite(s.pre_std)] if _finite(first) and first > 0 else []
+    signal = [s for s in layers if s.path not in lookups] or layers
+    first = signal[0].pre_std
+    ratios = [s.pre_std / first for s in signal if _finite(s.pre_std)] if _finite(first) and first > 0 else []
     if ratios:
         summary["pre_std_ratio_min"] = min(ratios)
         summary["pre_std_ratio_max"] = max(ratios)
@@ -629,6 +662,8 @@ def findings_from_statistics(
     stats: Mapping[str, Any],
     *,
     activations: Mapping[str, str | None] | None = None,
+    lookups: Collection[str] = (),
+    pooled: Collection[str] = (),
 ) -> tuple[Finding, ...]:
     """The findings that a model's statistics show (the rules of the module docstring).
 
@@ -639,6 +674,10 @@ def findings_from_statistics(
         activations: The activation each layer applies to its output, by path (names such as
             ``"tanh"``; missing or ``None``: unknown). Only the remedies and the gradient
             reference (softmax/sigmoid outputs) use it.
+        lookups: Paths of lookup tables (see :func:`lookup_layers`): not the reference of
+            the signal ratios, not judged for collapse.
+        pooled: Paths of layers fed only by a global pooling (see :func:`pooled_layers`):
+            not judged for collapse or dead units.
 
     Returns:
         The findings, in the order of :data:`KINDS`.
@@ -661,9 +700,13 @@ def findings_from_statistics(
             f"Received: stats={stats!r}"
         )
     names_by_path = dict(activations or {})
+    lookup_paths = frozenset(lookups)
+    pooled_paths = frozenset(pooled)
+    unjudged = lookup_paths | pooled_paths
     layers = list(stats.values())
     refs = [(layer.path, index) for index, layer in enumerate(layers)]
     names = [names_by_path.get(layer.path) for layer in layers]
+    signal = [index for index, layer in enumerate(layers) if layer.path not in lookup_paths]
     found: list[Finding] = []
 
     found += _threshold_finding(
@@ -673,7 +716,8 @@ def findings_from_statistics(
         "non-finite input, or an overflow of the exploding signal",
         "{count} layer(s) output NaN or infinite values, up to {value} in {at}.",
     )
-    found += _signal_findings(refs, [s.pre_std for s in layers], names)
+    found += _signal_findings([refs[i] for i in signal], [layers[i].pre_std for i in signal],
+                              [names[i] for i in signal])
     bounded = [s.saturation_fraction for s in layers]
     saturated_activation = _dominant(
         [name for name, value in zip(names, bounded) if _finite(value) and value > SATURATION_FRACTION]
@@ -687,7 +731,9 @@ def findings_from_statistics(
         "activation, where its derivative vanishes.",
     )
     with_signal = [
-        s.dead_fraction if _finite(s.pre_std) and s.pre_std > 0 else None for s in layers
+        s.dead_fraction if _finite(s.pre_std) and s.pre_std > 0 and s.path not in pooled_paths
+        else None
+        for s in layers
     ]
     found += _threshold_finding(
         "dead_units", refs, with_signal, "dead_fraction", "DEAD_FRACTION", DEAD_FRACTION,
@@ -698,6 +744,7 @@ def findings_from_statistics(
     nonzero = [
         s.cosine
         if _finite(s.std) and s.std > 0 and name not in NOT_DIRECTIONS
+        and s.path not in unjudged
         and (index < len(layers) - 1 or len(layers) == 1)
         else None
         for index, (s, name) in enumerate(zip(layers, names))
@@ -739,6 +786,99 @@ def layer_activations(model: keras.Model, paths: Sequence[str]) -> dict[str, str
     return names
 
 
+def lookup_layers(model: keras.Model, paths: Sequence[str]) -> frozenset[str]:
+    """The paths among ``paths`` of lookup tables: layers whose drawn weights are all
+    embedding tables (:data:`LOOKUP_ROLES`), such as ``Embedding`` or keras-hub's
+    ``ReversibleEmbedding`` and ``PositionEmbedding``.
+
+    Examples:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,), dtype="int32"),
+    ...                           keras.layers.Embedding(10, 8, name="table"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> sorted(lookup_layers(model, ["table", "head"]))
+    ['table']
+    """
+    layers = graph.walk(model)
+    found = set()
+    for path in paths:
+        layer = layers.get(path)
+        drawn = [w for w in graph.layer_weights(layer) if w.role in graph.DRAWN_ROLES] if layer is not None else []
+        if drawn and all(w.role in LOOKUP_ROLES for w in drawn):
+            found.add(path)
+    return frozenset(found)
+
+
+def pooled_layers(model: keras.Model) -> frozenset[str]:
+    """Paths of the layers of a Functional or Sequential graph (nested ones included) whose
+    every input comes from a global pooling (:data:`GLOBAL_POOLING_TYPES`), directly or
+    through layers and operations fed only that way: the layers of a squeeze-and-excitation
+    branch up to its gate, a classifier head. A merge with a tensor that was not pooled
+    (the gate multiplying the feature map) ends it. Subclassed models have no graph to read:
+    none of their layers is listed.
+
+    Examples:
+
+    >>> import keras
+    >>> inputs = keras.Input((8, 8, 4))
+    >>> features = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    >>> pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(pooled))
+    >>> sorted(pooled_layers(model))
+    ['head']
+    """
+    tree = graph.walk(model)
+    paths = {id(layer): path for path, layer in tree.items()}
+    pooled: set[int] = set()
+    found = set()
+    for container in [model, *tree.values()]:
+        if not isinstance(container, keras.Model):
+            continue
+        functional = getattr(container, "_functional", None) if isinstance(container, keras.Sequential) else container
+        for operation in getattr(functional, "_operations", None) or []:
+            if isinstance(operation, GLOBAL_POOLING_TYPES):
+                pooled.add(id(operation))
+                continue
+            sources = [
+                getattr(tensor, "_keras_history", None)
+                for node in getattr(operation, "_inbound_nodes", [])
+                for tensor in keras.tree.flatten(node.input_tensors)
+            ]
+            if sources and all(source is not None and id(source.operation) in pooled
+                               for source in sources):
+                pooled.add(id(operation))
+                if id(operation) in paths:
+                    found.add(paths[id(operation)])
+    return frozenset(found)
+
+
+def untrained_batch_norm(model: keras.Model) -> list[str]:
+    """Paths of the ``BatchNormalization`` layers whose moving mean is still all 0 and moving
+    variance all 1: never updated by training. In inference mode such a layer is an identity
+    (times ``gamma``, plus ``beta``), which training never runs; :func:`diagnose` then probes
+    in training mode (batch statistics), as ``fit`` does.
+
+    Examples:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4),
+    ...                           keras.layers.BatchNormalization(name="bn")])
+    >>> untrained_batch_norm(model)
+    ['bn']
+    """
+    read = backend.current().to_numpy
+    found = []
+    for path, layer in graph.walk(model).items():
+        if not isinstance(layer, keras.layers.BatchNormalization) or not layer.built:
+            continue
+        mean = np.asarray(read(layer.moving_mean))
+        variance = np.asarray(read(layer.moving_variance))
+        if not np.any(mean) and np.all(variance == 1):
+            found.append(path)
+    return found
+
+
 def diagnose(
     model: keras.Model,
     x: Any,
@@ -746,7 +886,7 @@ def diagnose(
     *,
     layers: Any = None,
     loss: Any = None,
-    training: bool = False,
+    training: bool | None = None,
     statistics: ModelStatistics | None = None,
 ) -> DiagnosisReport:
     """Measure ``model`` on the batch ``x`` and say in words what is wrong with its start.
@@ -774,9 +914,13 @@ def diagnose(
             ``loss``).
         layers: Which layers to measure (see :func:`keras_inits.activation_statistics`).
         loss: Loss for the gradients instead of the compiled one.
-        training: Probe in training mode.
+        training: Probe in training mode. ``None`` (the default): in training mode when
+            the model has batch-normalization layers that were never trained
+            (:func:`untrained_batch_norm`), in inference mode otherwise. The report says
+            which.
         statistics: Statistics already measured (by the callback, say): no probe pass is run
-            and ``x``, ``y``, ``layers``, ``loss`` and ``training`` are not used.
+            and ``x``, ``y``, ``layers`` and ``loss`` are not used; ``training`` then says
+            the mode they were measured in (``None``: inference).
 
     Returns:
         A :class:`DiagnosisReport`; ``report.ok`` when nothing was found.
@@ -787,7 +931,11 @@ def diagnose(
         ValueError: for the errors of :func:`keras_inits.activation_statistics`.
     """
     _checks.check_model(model)
+    if training is not None:
+        training = _checks.check_bool("training", training)
     if statistics is None:
+        if training is None:
+            training = bool(untrained_batch_norm(model))
         statistics = activation_statistics(
             model, x, layers=layers, y=y, gradients=y is not None, training=training, loss=loss
         )
@@ -796,8 +944,11 @@ def diagnose(
             "`statistics` must be what activation_statistics returns (a ModelStatistics). "
             f"Received: statistics={statistics!r}"
         )
-    names = layer_activations(model, list(statistics))
+    paths = list(statistics)
+    names = layer_activations(model, paths)
+    lookups = lookup_layers(model, paths)
     return DiagnosisReport(
-        findings=findings_from_statistics(statistics, activations=names),
-        summary=_summary(statistics),
+        findings=findings_from_statistics(statistics, activations=names, lookups=lookups,
+                                          pooled=pooled_layers(model)),
+        summary=_summary(statistics, lookups, training=bool(training)),
     )

@@ -130,3 +130,35 @@ def test_a_failing_diagnosis_never_stops_training(tmp_path, monkeypatch, caplog)
     assert diagnosis_texts(Path(callback.run_dir)) == []
     for got, expected in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_untrained_batch_normalization_is_diagnosed_from_a_training_mode_pass(tmp_path, monkeypatch):
+    # The statistics written stay inference-mode ones (batch normalization as identities:
+    # the signal vanishes); the diagnosis is of the pass fit runs, until BN has trained.
+    layers = [keras.Input((WIDTH,))]
+    for index in range(6):
+        layers += [keras.layers.Dense(WIDTH, use_bias=False, name=f"dense_{index}",
+                                      kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05, seed=index)),
+                   keras.layers.BatchNormalization(name=f"bn_{index}"),
+                   keras.layers.ReLU(name=f"relu_{index}")]
+    model = keras.Sequential([*layers, keras.layers.Dense(4, name="head")])
+    model.compile(optimizer=keras.optimizers.SGD(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data()
+    passes = []
+    measure = callback_module.diagnose_statistics
+
+    def counting(*args, **kwargs):
+        passes.append(kwargs.get("training"))
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(callback_module, "diagnose_statistics", counting)
+    at_init = keras_inits.activation_statistics(model, x)  # what step 0 writes
+    callback = keras_inits.ActivationStatistics(str(tmp_path), x, images=False, histograms=False)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[callback])
+    texts = diagnosis_texts(Path(callback.run_dir))
+    assert texts[0][0] == 0 and "No problems found" in texts[0][1]
+    assert "training mode (batch normalization never trained)" in texts[0][1]
+    # One training-mode pass at step 0; after an epoch of training, the written statistics.
+    assert passes == [True, None, None]
+    assert at_init["head"].pre_std < 1e-2 * at_init["dense_0"].pre_std

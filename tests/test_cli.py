@@ -75,6 +75,22 @@ def test_healthy_model_exits_0_and_writes_the_figure(models, tmp_path):
     assert str(figure) in result.stdout
 
 
+def test_untrained_batch_normalization_is_probed_in_training_mode(tmp_path):
+    # Dense(std 0.05) + BatchNormalization + relu: in inference mode (BN as identities) the
+    # signal vanishes; fit runs batch statistics, and so does the command.
+    layers = [keras.Input((WIDTH,))]
+    for index in range(DEPTH):
+        layers += [keras.layers.Dense(WIDTH, use_bias=False, name=f"dense_{index}",
+                                      kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05, seed=index)),
+                   keras.layers.BatchNormalization(name=f"bn_{index}"), keras.layers.ReLU()]
+    path = tmp_path / "batch_norm.keras"
+    keras.Sequential(layers).save(path)
+    result = run("diagnose", str(path), "--samples", "64", "--out", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No problems found" in result.stdout
+    assert "in training mode (batch normalization never trained)" in result.stdout
+
+
 def test_broken_model_with_data_exits_1(models, tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "probe.npz"

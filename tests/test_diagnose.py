@@ -28,6 +28,9 @@ from keras_inits.diagnose import (
     DiagnosisReport,
     Finding,
     findings_from_statistics,
+    lookup_layers,
+    pooled_layers,
+    untrained_batch_norm,
 )
 from keras_inits.stats import Histogram, LayerStatistics, ModelStatistics, StreamStatistics
 
@@ -354,3 +357,144 @@ def test_exported():
     assert keras_inits.diagnose is diagnose_function
     for name in ("diagnose", "DiagnosisReport", "Finding"):
         assert name in keras_inits.__all__
+
+
+# --------------------------------------------------------------------------------------
+# Lookup tables, global pooling, untrained batch normalization: models nobody here wrote
+# --------------------------------------------------------------------------------------
+
+
+def test_a_lookup_table_is_not_the_reference_nor_judged_for_collapse():
+    # An embedding's output scale is its table's init (0.02 in keras-hub); a position
+    # embedding gives every sample the same rows (cosine 1).
+    stats = statistics(
+        layer("token_embedding", pre_std=0.02, std=0.02),
+        layer("position_embedding", pre_std=0.02, std=0.02, cosine=1.0),
+        layer("dense", pre_std=0.3),
+        layer("head", pre_std=0.4),
+    )
+    assert kinds(stats) == ["exploding_signal", "collapsed_inputs"]
+    assert kinds(stats, lookups={"token_embedding", "position_embedding"}) == []
+    # Beyond the lookups the rules still hold: the reference is the first other layer.
+    stats = statistics(layer("token_embedding", pre_std=0.02), layer("dense", pre_std=0.3),
+                       layer("deep", pre_std=0.3 * EXPLODING_RATIO * STEP))
+    assert kinds(stats, lookups={"token_embedding"}) == ["exploding_signal"]
+
+
+def test_lookup_layers_are_the_embedding_tables():
+    model = keras.Sequential([
+        keras.Input((6,), dtype="int32"),
+        keras.layers.Embedding(20, WIDTH, name="table"),
+        keras.layers.Dense(WIDTH, activation="relu", name="hidden"),
+        keras.layers.Activation("tanh", name="act"),
+    ])
+    assert lookup_layers(model, ["table", "hidden", "act", "missing"]) == {"table"}
+
+
+def squeeze_excite_cnn() -> keras.Model:
+    """conv -> [global pool -> reduce (relu, 4 units) -> expand (sigmoid)] x conv -> pool -> head."""
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inputs)
+    squeezed = keras.layers.GlobalAveragePooling2D(name="squeeze", keepdims=True)(features)
+    reduced = keras.layers.Conv2D(4, 1, activation="relu", name="se_reduce")(squeezed)
+    gate = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_expand")(reduced)
+    excited = keras.layers.Multiply(name="excite")([features, gate])
+    mixed = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_2")(excited)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(mixed)
+    hidden = keras.layers.Dense(8, activation="relu", name="dense")(pooled)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(hidden))
+
+
+def test_pooled_layers_are_the_squeeze_excite_branch_and_the_head():
+    model = squeeze_excite_cnn()
+    assert pooled_layers(model) == {"se_reduce", "se_expand", "dense", "head"}
+    nested = keras.Sequential([keras.Input((8, 8, 3)), model])
+    assert pooled_layers(nested) == {f"{model.name}/{path}" for path in
+                                     ("se_reduce", "se_expand", "dense", "head")}
+
+
+def test_layers_fed_by_a_global_pooling_are_not_judged_for_collapse_or_dead_units():
+    stats = statistics(
+        layer("conv"),
+        layer("se_reduce", cosine=0.9999, dead_fraction=5 / 8),
+        layer("se_expand", cosine=0.9999),
+        layer("conv_2", cosine=0.5),
+        layer("head"),
+    )
+    assert kinds(stats) == ["dead_units", "collapsed_inputs"]
+    assert kinds(stats, pooled={"se_reduce", "se_expand"}) == []
+    # The feature maps themselves are still judged.
+    collapsed = statistics(layer("conv", cosine=0.9999), layer("se_reduce", cosine=0.9999),
+                           layer("head"))
+    assert kinds(collapsed, pooled={"se_reduce"}) == ["collapsed_inputs"]
+
+
+def batch_norm_mlp() -> keras.Model:
+    """Dense(std 0.05) -> BatchNormalization -> relu, 6 times: only batch statistics hold it."""
+    layers = [keras.Input((WIDTH,))]
+    for index in range(6):
+        layers += [
+            keras.layers.Dense(WIDTH, use_bias=False, name=f"dense_{index}",
+                               kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05, seed=index)),
+            keras.layers.BatchNormalization(name=f"bn_{index}"),
+            keras.layers.ReLU(name=f"relu_{index}"),
+        ]
+    layers.append(keras.layers.Dense(4, name="head"))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    return model
+
+
+def test_untrained_batch_normalization_is_diagnosed_in_training_mode():
+    model = batch_norm_mlp()
+    x = probe()
+    assert untrained_batch_norm(model) == [f"bn_{index}" for index in range(6)]
+    inference = diagnose_function(model, x, training=False)
+    assert "vanishing_signal" in inference.kinds()  # BN as identities: 0.05 * sqrt(32) a layer
+    report = diagnose_function(model, x)
+    assert report.ok, str(report)
+    assert report.summary["training_mode"] is True
+    assert "in training mode (batch normalization never trained)" in str(report)
+    model.fit(x, np.zeros((len(x), 4), "float32"), batch_size=len(x), epochs=1, verbose=0)
+    assert untrained_batch_norm(model) == []  # training moved the statistics: inference again
+    assert "training_mode" not in diagnose_function(model, x).summary
+    with pytest.raises(TypeError, match="Received: training='yes'"):
+        diagnose_function(model, x, training="yes")
+
+
+def keras_hub_backbones():
+    keras_hub = pytest.importorskip("keras_hub")
+    tokens = np.random.default_rng(0).integers(0, 200, (8, 8)).astype("int32")
+    sizes = dict(vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=16,
+                 intermediate_dim=32, max_sequence_length=8)
+    return [
+        (keras_hub.models.GPT2Backbone(**sizes),
+         {"token_ids": tokens, "padding_mask": np.ones_like(tokens)}),
+        (keras_hub.models.BertBackbone(**sizes),
+         {"token_ids": tokens, "segment_ids": np.zeros_like(tokens),
+          "padding_mask": np.ones_like(tokens)}),
+    ]
+
+
+def test_keras_hub_gpt2_and_bert_at_init_are_ok():
+    # Embeddings first: their 0.02 std and the position embedding's cosine of 1 used to
+    # give exploding_signal (BERT's pooled_dense 5.4x) and collapsed_inputs (both).
+    for model, inputs in keras_hub_backbones():
+        report = diagnose_function(model, inputs)
+        assert report.ok, str(report)
+
+
+@pytest.mark.backends("tensorflow", "torch")  # jax compiles every eager op: ~13 s a model
+@pytest.mark.parametrize("name", ["MobileNetV2", "MobileNetV3Small"])
+def test_keras_applications_at_init_are_ok(name):
+    # Untrained batch normalization (inference: 1e-11 vanishing), squeeze-and-excitation
+    # branches (cosine 0.9999, 5 of 8 units dead) and the pooled head: none is a finding.
+    options = dict(alpha=0.35) if name == "MobileNetV2" else dict(alpha=0.75)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3), classes=3,
+                                             **options)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    if name == "MobileNetV2":
+        images = keras.applications.mobilenet_v2.preprocess_input(images)
+    report = diagnose_function(model, images)
+    assert report.ok, str(report)
+    assert "vanishing_signal" in diagnose_function(model, images, training=False).kinds()

@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_inits import _checks, _probe, backend
 from keras_inits._probe import LayerSelection
-from keras_inits.diagnose import DiagnosisReport, diagnose as diagnose_statistics
+from keras_inits.diagnose import DiagnosisReport, diagnose as diagnose_statistics, untrained_batch_norm
 from keras_inits.stats import LayerStatistics, activation_statistics
 from keras_inits.tensorboard import protos
 from keras_inits.tensorboard.image import DepthProfilePlot, matplotlib_available
@@ -228,7 +228,9 @@ class ActivationStatistics(keras.callbacks.Callback):
       whatever ``update_freq`` is;
     * with ``diagnose=True`` (the default): a text ``diagnosis`` (TensorBoard's Text tab), the
       report of :func:`keras_inits.diagnose` on the same statistics (findings in words: the
-      layers, the numbers and the named threshold they crossed, the remedy), at the run's
+      layers, the numbers and the named threshold they crossed, the remedy; while the model's
+      batch-normalization layers were never trained, from one more probe pass in training
+      mode, as ``diagnose`` does: in inference mode they are identities), at the run's
       first write and at every write whose findings (kinds and layers) differ from the last
       one written; and once per ``fit``, at its first write, the report through the
       ``keras_inits`` logger (a warning when something was found, else info);
@@ -306,8 +308,9 @@ class ActivationStatistics(keras.callbacks.Callback):
             (the ``activations_profile`` runs). The examples and ``make demo`` turn it on.
         gradients: Also write gradient statistics (needs ``y`` in ``data`` and a compiled
             loss).
-        diagnose: Diagnose every write (:func:`keras_inits.diagnose`, no extra probe pass)
-            and write the findings to the Text tab when they change (above).
+        diagnose: Diagnose every write (:func:`keras_inits.diagnose`, no extra probe pass
+            but while batch normalization is untrained) and write the findings to the Text
+            tab when they change (above).
         freq: Deprecated name of ``update_freq`` (a ``DeprecationWarning``; removed in 0.3).
 
     Raises:
@@ -408,6 +411,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         self.last_diagnosis: DiagnosisReport | None = None
         self._diagnosis_written: tuple | None = None  # the findings of the last diagnosis text
         self._diagnosis_logged = False
+        self._batch_norm_untrained: bool | None = None  # see _prepare
 
     # -- Keras hooks -----------------------------------------------------------------
 
@@ -488,6 +492,9 @@ class ActivationStatistics(keras.callbacks.Callback):
         # Under a multi-worker strategy every worker measures the same steps (a probe pass on
         # one worker only would put TensorFlow's collectives out of step); only the chief writes.
         self._chief = backend.current().is_chief()
+        # Whether batch normalization may still be untrained (checked at each diagnosis until
+        # it is not: training only moves the statistics away from 0 and 1).
+        self._batch_norm_untrained = None
 
     def _unbuilt_layers(self) -> list[str]:
         return [path for path, layer in _probe.walk_layers(self.model).items() if not layer.built]
@@ -637,7 +644,17 @@ class ActivationStatistics(keras.callbacks.Callback):
         if not self.diagnose:
             return None
         try:
-            report = diagnose_statistics(self.model, None, statistics=statistics)
+            if self._batch_norm_untrained is not False:
+                self._batch_norm_untrained = bool(untrained_batch_norm(self.model))
+            if self._batch_norm_untrained:
+                # The statistics written are inference-mode ones; the diagnosis is of the
+                # pass fit runs (batch statistics), measured once more.
+                report = diagnose_statistics(
+                    self.model, self._x, self._y if self.gradients else None,
+                    layers=self._selected, training=True,
+                )
+            else:
+                report = diagnose_statistics(self.model, None, statistics=statistics)
         except Exception as error:  # noqa: BLE001 - a diagnosis is never worth a crash
             logger.warning("ActivationStatistics: no diagnosis at step %d: %s: %s",
                            step, type(error).__name__, error)
