@@ -236,7 +236,8 @@ class DiagnosisReport:
         findings: The findings, root causes first (see :data:`KINDS`).
         summary: The key numbers of the probe pass (layers measured, range of the
             ``pre_std`` ratio, largest cosine, dead and saturated fractions, gradient ratio
-            and stream growth when measured).
+            and stream growth when measured), and ``training_mode: True`` when the probe ran
+            in training mode (untrained batch normalization).
 
     Examples:
 
