@@ -832,10 +832,13 @@ def run_probe(
             pass has run.
         loss: A loss (name, function or ``keras.losses.Loss``) to use instead of the
             model's compiled loss for gradients.
-        on_record: Optional callable given each record (float32 NumPy values) as soon as
-            its layer has run (with ``gradients=True``: after the backward pass). It may
-            drop the record's arrays (``record.outputs = ()``) once it has reduced them, so
-            that a pass without gradients holds one layer's output at a time.
+        on_record: Optional callable given each record (float32 NumPy values), in
+            completion order: without gradients, once the next monitored layer has been
+            called (so that a backend that dispatches asynchronously, JAX, computes that
+            layer while this one is reduced) or the pass has ended; with
+            ``gradients=True``, after the backward pass. It may drop the record's arrays
+            (``record.outputs = ()``) once it has reduced them, so that a pass without
+            gradients holds at most two layers' float32 outputs at a time.
 
     Returns:
         A dict from path to :class:`ProbeRecord`, shallow to deep. Selected layers that did
@@ -876,15 +879,28 @@ def run_probe(
                     on_record(record)
         else:
 
-            def reduce_on_the_spot(record: ProbeRecord) -> None:
+            # One layer behind: a record is converted and reduced once the next layer has
+            # been called, so that JAX (asynchronous dispatch) computes that layer
+            # meanwhile instead of waiting for each conversion (~3 ms of a 6-layer MLP's
+            # ~12 ms probe on JAX, nothing lost on the synchronous backends).
+            pending: list[ProbeRecord] = []
+
+            def reduce(record: ProbeRecord) -> None:
                 _record_to_float32(record)
                 if on_record is not None:
                     on_record(record)
 
+            def reduce_previous(record: ProbeRecord) -> None:
+                if pending:
+                    reduce(pending.pop())
+                pending.append(record)
+
             with backend.current().without_gradients(), LayerProbe(
-                selected, pre_activations=pre_activations, on_record=reduce_on_the_spot
+                selected, pre_activations=pre_activations, on_record=reduce_previous
             ) as probe:
                 forward(model, x, training)
+            if pending:
+                reduce(pending.pop())
             records = probe.records
 
     missing = [path for path in selected if path not in records]

@@ -533,6 +533,49 @@ def test_layer_probe_records_pre_activations_for_reuse():
     assert probe.records["out"].pre_activations is None  # linear: nothing swapped
 
 
+def test_run_probe_reduces_each_record_one_layer_behind_and_drops_it():
+    """Without gradients a record reaches ``on_record`` once the next monitored layer has run
+    (or the pass has ended), in completion order, as float32 NumPy; a record whose arrays
+    ``on_record`` dropped stays dropped, so at most two layers' outputs are held."""
+    model = mlp(widths=(8, 7, 6))
+    x, _ = batch(16)
+    layers = _probe.select_layers(model)
+    ran: list[str] = []
+    originals = {}
+    for path, layer in layers.items():
+        originals[path] = layer.call
+
+        def logging_call(*args, _path=path, _call=layer.call, **kwargs):
+            ran.append(_path)
+            return _call(*args, **kwargs)
+
+        object.__setattr__(layer, "call", logging_call)
+    seen: list[tuple[str, list[str], list[str]]] = []
+    given = []
+
+    def on_record(record):
+        assert all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in record.outputs)
+        assert all(a.dtype == np.float32 for a in record.pre_activations or ())
+        held = [r.path for r in given if r.outputs]  # records given earlier still holding outputs
+        seen.append((record.path, list(ran), held))
+        given.append(record)
+        record.outputs = ()
+        record.pre_activations = None
+
+    try:
+        records = _probe.run_probe(model, x, layers, on_record=on_record)
+    finally:
+        for path, layer in layers.items():
+            object.__delattr__(layer, "call")
+    order = ["dense_0", "dense_1", "dense_2", "out"]
+    assert [path for path, _, _ in seen] == order
+    for index, (path, ran_then, held) in enumerate(seen):
+        # Reduced once the next layer had been called; the last one after the pass.
+        assert ran_then == order[: min(index + 2, len(order))]
+        assert held == []
+    assert all(record.outputs == () for record in records.values())
+
+
 # --------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------
