@@ -596,9 +596,9 @@ def activation_statistics(
         y: Targets for ``x``; needed with ``gradients=True``.
         gradients: Also measure ``grad_std`` and ``kernel_grad_std`` (every backend).
             The layers' outputs are then all kept until the backward pass has run; without
-            gradients each output is reduced to its statistics as the pass goes (one
-            layer behind) and dropped, so the probe holds at most two layers' outputs
-            at a time.
+            gradients each output is reduced to its statistics as the pass goes (on JAX
+            one layer behind) and dropped, so the probe holds about one layer's output at
+            a time (two on JAX).
         training: Run the probe in training mode (dropout on, batch-norm on batch
             statistics). Default: inference mode.
         loss: Loss for the gradients instead of the model's compiled loss (a name, a

@@ -533,10 +533,11 @@ def test_layer_probe_records_pre_activations_for_reuse():
     assert probe.records["out"].pre_activations is None  # linear: nothing swapped
 
 
-def test_run_probe_reduces_each_record_one_layer_behind_and_drops_it():
-    """Without gradients a record reaches ``on_record`` once the next monitored layer has run
-    (or the pass has ended), in completion order, as float32 NumPy; a record whose arrays
-    ``on_record`` dropped stays dropped, so at most two layers' outputs are held."""
+def test_run_probe_reduces_each_record_in_order_and_drops_it():
+    """Without gradients a record reaches ``on_record`` in completion order, as float32 NumPy:
+    as soon as its layer has run on the synchronous backends, once the next monitored layer
+    has been called (or the pass has ended) on JAX; a record whose arrays ``on_record``
+    dropped stays dropped, so at most one (JAX: two) layers' outputs are held."""
     model = mlp(widths=(8, 7, 6))
     x, _ = batch(16)
     layers = _probe.select_layers(model)
@@ -569,11 +570,37 @@ def test_run_probe_reduces_each_record_one_layer_behind_and_drops_it():
             object.__delattr__(layer, "call")
     order = ["dense_0", "dense_1", "dense_2", "out"]
     assert [path for path, _, _ in seen] == order
+    behind = 1 if backend.current().ASYNC_DISPATCH else 0
+    assert behind == (keras.backend.backend() == "jax")
     for index, (path, ran_then, held) in enumerate(seen):
-        # Reduced once the next layer had been called; the last one after the pass.
-        assert ran_then == order[: min(index + 2, len(order))]
+        # JAX: reduced once the next layer had been called (the last one after the pass).
+        assert ran_then == order[: min(index + 1 + behind, len(order))]
         assert held == []
     assert all(record.outputs == () for record in records.values())
+
+
+class _AddOneInPlace(keras.layers.Layer):
+    """Adds 1 to its input in place on torch (out of place elsewhere, where tensors are
+    immutable): a later layer writing into an earlier layer's output."""
+
+    def call(self, inputs):
+        if keras.backend.backend() == "torch":
+            return inputs.add_(1.0)
+        return inputs + 1.0
+
+
+def test_statistics_of_a_layer_are_taken_before_a_later_layer_writes_into_its_output():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, name="hidden",
+                                kernel_initializer=keras.initializers.GlorotNormal(seed=1))(inputs)
+    shifted = _AddOneInPlace()(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(shifted))
+    x, _ = batch(32)
+    kernel, bias = model.get_layer("hidden").get_weights()
+    expected = x @ kernel + bias
+    stats = keras_inits.activation_statistics(model, x, layers=["hidden", "out"])
+    assert stats["hidden"].mean == pytest.approx(float(expected.astype(np.float64).mean()), abs=1e-5)
+    assert stats["hidden"].std == pytest.approx(float(expected.astype(np.float64).std()), rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------

@@ -22,6 +22,14 @@ same functions:
   reinitialize), every worker gets the chief's values, bit for bit (a no-op in a
   single-process run). Every worker must call it, with the same variables in the same order.
 
+and one constant:
+
+* ``ASYNC_DISPATCH``: whether eager operations return before their result is computed and
+  tensors are immutable (JAX), so that the probe may convert a layer's output once the next
+  layer has been dispatched (see :func:`keras_inits._probe.run_probe`). ``False`` on
+  TensorFlow and torch: eager operations run synchronously on the CPU, and a later torch
+  operation may write into an earlier output in place.
+
 :func:`current` returns the module of the active Keras backend, imported on first use, so
 importing keras_inits never imports a framework that Keras does not use.
 """

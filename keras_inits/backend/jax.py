@@ -17,6 +17,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 
+#: Eager JAX operations return before their result is computed; arrays are immutable.
+ASYNC_DISPATCH = True
+
+
 def to_numpy(value: Any) -> np.ndarray:
     """A variable or tensor as a NumPy array."""
     if isinstance(value, np.ndarray):

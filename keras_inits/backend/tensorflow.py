@@ -16,6 +16,10 @@ _ERF_SQRT2 = math.erf(math.sqrt(2.0))
 _SQRT2 = math.sqrt(2.0)
 
 
+#: Eager TensorFlow operations run synchronously on the CPU.
+ASYNC_DISPATCH = False
+
+
 def to_numpy(value: Any) -> np.ndarray:
     """A variable or tensor as a NumPy array (``.numpy()`` is quiet on TensorFlow)."""
     if isinstance(value, np.ndarray):

@@ -10,6 +10,10 @@ import numpy as np
 import torch
 
 
+#: Eager torch operations run synchronously on the CPU, and may write in place.
+ASYNC_DISPATCH = False
+
+
 def to_numpy(value: Any) -> np.ndarray:
     """A variable or tensor as a NumPy array.
 
