@@ -79,9 +79,6 @@ HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
 #: 8.03 ms); the lower is kept, so that the estimate errs against keras_inits.
 KERAS_LOG_WEIGHTS_PER_STAND_IN = 22.3
 STAND_IN_BUCKETS = 30  # tf.summary.histogram's default
-STAND_IN_SHAPES = tuple(
-    shape for n_in, n_out in zip((784,) + WIDTHS, WIDTHS + (10,)) for shape in ((n_in, n_out), (n_out,))
-)
 KERAS_TENSORBOARD = "TensorBoard(histogram_freq=1)"
 DEFAULTS = "ActivationStatistics"
 WITH_IMAGES = "ActivationStatistics(images=True)"
@@ -115,10 +112,11 @@ def timed(instance, name: str, sink: list[float]) -> None:
     setattr(instance, name, wrapper)
 
 
-def stand_in_ms(repeats: int = 15) -> float:
-    """Median time of the NumPy stand-in for Keras's weight histograms, in ms."""
+def stand_in_ms(shapes: list[tuple[int, ...]], repeats: int = 15) -> float:
+    """Median time of the NumPy stand-in for Keras's weight histograms (arrays of the
+    model's weight ``shapes``), in ms."""
     rng = np.random.default_rng(1)
-    weights = [rng.normal(size=shape).astype("float32") for shape in STAND_IN_SHAPES]
+    weights = [rng.normal(size=shape).astype("float32") for shape in shapes]
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -126,6 +124,11 @@ def stand_in_ms(repeats: int = 15) -> float:
             np.histogram(weight, bins=STAND_IN_BUCKETS, range=(float(weight.min()), float(weight.max())))
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median over repeats of numerator / denominator, the two of the same repeat."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def run_once(config: str, x, y, log_root: str, seed: int,
@@ -186,9 +189,10 @@ def main() -> None:
     }
 
     stand_in: list[float] = []
+    weight_shapes = [tuple(weight.shape) for weight in build_model(0).weights]
     with tempfile.TemporaryDirectory() as log_root:
         for repeat in range(args.repeats):
-            stand_in.append(stand_in_ms())
+            stand_in.append(stand_in_ms(weight_shapes))
             # Rotate the order too, so no configuration always runs first.
             order = CONFIGS[repeat % len(CONFIGS):] + CONFIGS[: repeat % len(CONFIGS)]
             for config in order:
@@ -198,7 +202,7 @@ def main() -> None:
 
     def paired(config: str, series: dict[str, list[float]]) -> float:
         """Median over repeats of (config / plain) - 1, each pair run back to back."""
-        return statistics.median(a / b - 1 for a, b in zip(series[config], series["plain"]))
+        return paired_ratio(series[config], series["plain"]) - 1
 
     print(f"callback_overhead on {keras.backend.backend()}: MLP 784-{'-'.join(map(str, WIDTHS))}-10 tanh, {SAMPLES} samples, "
           f"batch {BATCH_SIZE}, {EPOCHS} epochs, {args.repeats} interleaved repeats, "
@@ -251,8 +255,7 @@ def main() -> None:
         # over the plain fit of the same repeat): the least noisy estimate.
         inside_ms = statistics.median(cost["inside"]) * 1e3
         overhead_direct = inside_ms / plain_ms
-        paired_inside = statistics.median(
-            inside / plain for inside, plain in zip(cost["inside"], wall["plain"]))
+        paired_inside = paired_ratio(cost["inside"], wall["plain"])
         best_ms = min(wall["plain"]) * 1e3
         print(f"  time inside the callback per fit (all its hooks): {inside_ms:.0f} ms "
               f"(first write + {EPOCHS} x one write = "

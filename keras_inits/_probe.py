@@ -885,8 +885,8 @@ def run_probe(
             # computes that layer meanwhile instead of waiting at each conversion (the seed
             # MLP's in-fit probe 11.4 -> 8.4 ms). Elsewhere at once: eager operations are
             # synchronous there, and a torch layer may write into its input in place.
-            lag = backend.current().ASYNC_DISPATCH
-            pending: list[ProbeRecord] = []
+            current = backend.current()
+            pending: list[ProbeRecord] = []  # at most the one record not reduced yet
 
             def reduce(record: ProbeRecord) -> None:
                 _record_to_float32(record)
@@ -898,9 +898,9 @@ def run_probe(
                     reduce(pending.pop())
                 pending.append(record)
 
-            with backend.current().without_gradients(), LayerProbe(
+            with current.without_gradients(), LayerProbe(
                 selected, pre_activations=pre_activations,
-                on_record=reduce_previous if lag else reduce,
+                on_record=reduce_previous if current.ASYNC_DISPATCH else reduce,
             ) as probe:
                 forward(model, x, training)
             if pending:

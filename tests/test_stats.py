@@ -542,9 +542,7 @@ def test_run_probe_reduces_each_record_in_order_and_drops_it():
     x, _ = batch(16)
     layers = _probe.select_layers(model)
     ran: list[str] = []
-    originals = {}
     for path, layer in layers.items():
-        originals[path] = layer.call
 
         def logging_call(*args, _path=path, _call=layer.call, **kwargs):
             ran.append(_path)
