@@ -78,7 +78,7 @@ from keras_inits.model.residual import ResidualStream, provably_without_merges, 
 
 #: Distance to an activation's bound within which a value counts as saturated.
 SATURATION_MARGIN = 0.01
-#: Number of equal-width histogram buckets.
+#: Number of equal-width histogram buckets (at most 255: buckets are indexed with one byte).
 HISTOGRAM_BUCKETS = 30
 
 
@@ -410,9 +410,12 @@ def _histogram(values: np.ndarray, low: float, high: float) -> Histogram:
         scale = np.float32(HISTOGRAM_BUCKETS / (high - low))
         position = values - np.float32(low)  # >= 0: low is the minimum
         position *= scale
-        index = position.astype(np.intp)
-        np.minimum(index, HISTOGRAM_BUCKETS - 1, out=index)
-        counts = np.bincount(index, minlength=HISTOGRAM_BUCKETS).astype(np.int64)
+        # Positions lie in [0, HISTOGRAM_BUCKETS]: a one-byte index (a quarter of the
+        # time of an intp one), the values at ``high`` counted into the last bucket.
+        counts = np.bincount(position.astype(np.uint8), minlength=HISTOGRAM_BUCKETS + 1)
+        counts = counts.astype(np.int64)
+        counts[HISTOGRAM_BUCKETS - 1] += counts[HISTOGRAM_BUCKETS:].sum()
+        counts = counts[:HISTOGRAM_BUCKETS].copy()
     else:  # a single value: one bucket around it, as np.histogram does
         counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS, range=(low - 0.5, high + 0.5))
         counts = counts.astype(np.int64)
