@@ -523,6 +523,13 @@ def layer_statistics(
     )
 
 
+def input_std_of(x: Any) -> float:
+    """The std of the finite values of the probe batch ``x`` (all its arrays together): what
+    the first layer's ``std_ratio`` divides by."""
+    read = backend.current().to_numpy
+    return _finite_std([np.asarray(read(a), dtype=np.float32) for a in keras.tree.flatten(x)])
+
+
 class StatisticsChain:
     """Reduces probe records to statistics one at a time, chaining ``std_ratio``.
 
@@ -532,15 +539,15 @@ class StatisticsChain:
 
     Args:
         x: The probe batch: the first layer's ``std_ratio`` divides by its std.
+        input_std: That std when the caller already has it (:func:`input_std` of ``x``),
+            so that ``x`` is not read again.
 
     Attributes:
         statistics: Dict from path to :class:`LayerStatistics`, in the order added.
     """
 
-    def __init__(self, x: Any) -> None:
-        read = backend.current().to_numpy
-        input_arrays = [np.asarray(read(a), dtype=np.float32) for a in keras.tree.flatten(x)]
-        self._previous_std = _finite_std(input_arrays)
+    def __init__(self, x: Any, *, input_std: float | None = None) -> None:
+        self._previous_std = input_std_of(x) if input_std is None else input_std
         self.statistics: dict[str, LayerStatistics] = {}
 
     def add(self, record: _probe.ProbeRecord) -> None:
@@ -643,13 +650,31 @@ def activation_statistics(
     >>> stats.residual_stream  # no residual merge
     ()
     """
+    return measure(model, x, layers=layers, y=y, gradients=gradients, training=training,
+                   loss=loss)
+
+
+def measure(
+    model: keras.Model,
+    x: Any,
+    *,
+    layers: LayerSelection = None,
+    y: Any = None,
+    gradients: bool = False,
+    training: bool = False,
+    loss: Any = None,
+    input_std: float | None = None,
+) -> ModelStatistics:
+    """:func:`activation_statistics`, with the std of ``x`` given when the caller already
+    has it (:func:`input_std_of`): the ``ActivationStatistics`` callback measures the same
+    probe batch at every write and computes it once a ``fit``."""
     _checks.check_model(model)
     gradients = _checks.check_bool("gradients", gradients)
     training = _checks.check_bool("training", training)
     if gradients and y is None:
         raise ValueError("`gradients=True` needs targets. Received: y=None")
     _probe.check_inputs(model, x)
-    chain = StatisticsChain(x)
+    chain = StatisticsChain(x, input_std=input_std)
     records = _probe.run_probe(
         model, x, layers, training=training, y=y, gradients=gradients, loss=loss,
         on_record=chain.add,

@@ -24,7 +24,7 @@ import numpy as np
 from keras_inits import _checks, _probe, backend
 from keras_inits._probe import LayerSelection
 from keras_inits.diagnose import DiagnosisReport, diagnose as diagnose_statistics, untrained_batch_norm
-from keras_inits.stats import LayerStatistics, activation_statistics
+from keras_inits.stats import LayerStatistics, input_std_of, measure
 from keras_inits.tensorboard import protos
 from keras_inits.tensorboard.image import DepthProfilePlot, matplotlib_available
 from keras_inits.tensorboard.profile import DepthProfileRuns
@@ -384,6 +384,7 @@ class ActivationStatistics(keras.callbacks.Callback):
         self._profile_failed = False
         self._output_path: str | None = None
         self._selected: dict[str, keras.layers.Layer] | None = None
+        self._input_std: float | None = None
         self._last_measured_step: int | None = None
         self._last_written_step: int | None = None
         self._skip_through: int | None = None
@@ -488,6 +489,8 @@ class ActivationStatistics(keras.callbacks.Callback):
         if not self.model.built or self._unbuilt_layers():
             self._build_model()
         self._selected = _probe.select_layers(self.model, self.layers)
+        # The probe batch is fixed: its std (what the first std_ratio divides by) once a fit.
+        self._input_std = input_std_of(self._x)
         self._output_path = _output_layer_path(self.model, self._selected)
         # Under a multi-worker strategy every worker measures the same steps (a probe pass on
         # one worker only would put TensorFlow's collectives out of step); only the chief writes.
@@ -538,12 +541,13 @@ class ActivationStatistics(keras.callbacks.Callback):
         return int(backend.current().to_numpy(iterations))
 
     def _measure(self) -> dict[str, LayerStatistics]:
-        return activation_statistics(
+        return measure(
             self.model,
             self._x,
             layers=self._selected,
             y=self._y,
             gradients=self.gradients,
+            input_std=self._input_std,
         )
 
     def _write_step(self, step: int, *, image: bool) -> None:
