@@ -539,7 +539,7 @@ class StatisticsChain:
 
     Args:
         x: The probe batch: the first layer's ``std_ratio`` divides by its std.
-        input_std: That std when the caller already has it (:func:`input_std` of ``x``),
+        input_std: That std when the caller already has it (:func:`input_std_of` ``x``),
             so that ``x`` is not read again.
 
     Attributes:
