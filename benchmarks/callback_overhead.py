@@ -287,8 +287,9 @@ def main() -> None:
         print(f"  of which, after the first: probe pass + statistics (keras_inits.stats) "
               f"{statistics.median(cost['measure']) * 1e3:.1f} ms, proto [+ PNG] + event write "
               f"(keras_inits.tensorboard) {statistics.median(cost['proto_png_event']) * 1e3:.1f} ms")
-        # The time spent inside the callback, measured directly (every hook of every fit,
-        # over the plain fit of the same repeat): the least noisy estimate.
+        # The time spent inside the callback, measured directly (every hook of every fit),
+        # over the median plain fit: the least noisy estimate; over the best plain fit and
+        # paired with the plain fit of the same repeat beside it.
         inside_ms = statistics.median(cost["inside"]) * 1e3
         overhead_direct = inside_ms / plain_ms
         paired_inside = paired_ratio(cost["inside"], wall["plain"])
