@@ -395,8 +395,11 @@ def mean_pairwise_cosine(matrix: np.ndarray, *, finite: bool | None = None) -> f
     total = float(count_zero * (count_zero - 1))
     if count_nonzero:
         inverse = np.divide(1.0, norms, out=np.zeros(n), where=nonzero)
-        unit_sum = inverse @ rows
-        total += float(unit_sum @ unit_sum) - count_nonzero
+        # einsum, not ``@``: NumPy's BLAS (OpenBLAS) runs a matrix-vector product this size
+        # on its thread pool, whose threads then spin for ~0.1 s, taking the cores from the
+        # training that resumes (on jax, the seed MLP's fit lost 2x the callback's own time).
+        unit_sum = np.einsum("i,ij->j", inverse, rows)
+        total += float(np.einsum("i,i->", unit_sum, unit_sum)) - count_nonzero
     return float(min(1.0, max(-1.0, total / (n * (n - 1)))))
 
 
