@@ -341,13 +341,46 @@ def _std(values: np.ndarray, mean: float | None = None) -> float:
 
 
 def _finite_std(arrays: Sequence[np.ndarray]) -> float:
-    """The std of the finite values of ``arrays`` (NaN when there is none)."""
+    """The std of the finite values of ``arrays`` (NaN when there is none).
+
+    The values are widened to float64 once; their sum is finite exactly when every value
+    is (a NaN or an infinity would make it NaN or infinite, and float32 values cannot
+    overflow a float64 sum), and then the std comes from that copy's sum and sum of
+    squares (:func:`_moments`), with no scan for NaN. Otherwise the finite values are
+    selected first.
+    """
     flat = np.concatenate([array.reshape(-1) for array in arrays]) if len(arrays) > 1 else (
         arrays[0].reshape(-1)
     )
-    if flat.size and math.isfinite(float(flat.min())) and math.isfinite(float(flat.max())):
-        return _std(flat)  # no NaN or inf: min and max would show it
+    if not flat.size:
+        return math.nan
+    wide = flat.astype(np.float64)
+    total = float(wide.sum())
+    if math.isfinite(total):
+        return _moments(wide, total, float(np.einsum("i,i->", wide, wide)))[1]
     return _std(flat[np.isfinite(flat)])
+
+
+#: :func:`_moments` takes the variance as ``E[x^2] - mean^2`` only when it exceeds this
+#: fraction of ``mean^2``: float64 rounding then costs at most ~1e-12 of it (the
+#: cancellation grows as ``mean^2 / variance``); below, the deviations are summed instead.
+_ONE_PASS_VARIANCE = 1e-4
+
+
+def _moments(wide: np.ndarray, total: float, total_of_squares: float) -> tuple[float, float]:
+    """Mean and population std of the finite float64 values ``wide``, given their sum and
+    their sum of squares (computed alongside other statistics, so each is one pass).
+
+    ``variance = total_of_squares / n - mean^2`` when that is well conditioned (see
+    :data:`_ONE_PASS_VARIANCE`), else the two-pass ``mean((x - mean)^2)`` in float64.
+    """
+    count = wide.size
+    mean = total / count
+    variance = total_of_squares / count - mean * mean
+    if variance > _ONE_PASS_VARIANCE * mean * mean:
+        return mean, math.sqrt(variance)
+    deviations = (wide - mean).reshape(-1)
+    return mean, math.sqrt(float(np.einsum("i,i->", deviations, deviations)) / count)
 
 
 def _dead_fraction(arrays: Sequence[np.ndarray], *, any_zero: bool = True) -> float:
@@ -366,7 +399,9 @@ def _dead_fraction(arrays: Sequence[np.ndarray], *, any_zero: bool = True) -> fl
     return dead / units if units else math.nan
 
 
-def mean_pairwise_cosine(matrix: np.ndarray, *, finite: bool | None = None) -> float | None:
+def mean_pairwise_cosine(matrix: np.ndarray, *, finite: bool | None = None,
+                         wide: np.ndarray | None = None,
+                         squared_norms: np.ndarray | None = None) -> float | None:
     """Mean cosine similarity over all ordered pairs of distinct rows of ``matrix``.
 
     Zero rows: cos(0, 0) = 1 and cos(0, v) = 0 for v != 0. Non-finite entries count as 0.
@@ -376,6 +411,9 @@ def mean_pairwise_cosine(matrix: np.ndarray, *, finite: bool | None = None) -> f
     Args:
         matrix: One row per sample.
         finite: ``True`` when the caller knows every entry is finite (no scan for NaN).
+        wide: ``matrix`` as float64 with its non-finite entries at 0, when the caller has
+            it (:func:`layer_statistics` shares it with the mean and std).
+        squared_norms: The squared norms of ``wide``'s rows, when the caller has them.
 
     Examples:
 
@@ -385,10 +423,12 @@ def mean_pairwise_cosine(matrix: np.ndarray, *, finite: bool | None = None) -> f
     n = matrix.shape[0]
     if n < 2:
         return None
-    rows = matrix.astype(np.float64)
-    if not finite:
+    rows = matrix.astype(np.float64) if wide is None else wide
+    if not finite and wide is None:
         rows[~np.isfinite(rows)] = 0.0
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    if squared_norms is None:
+        squared_norms = np.einsum("ij,ij->i", rows, rows)
+    norms = np.sqrt(squared_norms)
     nonzero = norms > 0
     count_nonzero = int(np.count_nonzero(nonzero))
     count_zero = n - count_nonzero
@@ -494,8 +534,18 @@ def layer_statistics(
         values, nonfinite = _finite_values(matrix)
         low = float(values.min()) if values.size else math.nan
         high = float(values.max()) if values.size else math.nan
-    mean = _mean(values)
-    std = _std(values, mean)
+    if finite and flat.size:
+        # One float64 copy serves the mean, the std and the cosine: its total and its
+        # rows' squared norms (whose sum is the sum of squares).
+        wide = matrix.astype(np.float64)
+        squared_norms = np.einsum("ij,ij->i", wide, wide)
+        mean, std = _moments(wide, float(wide.sum()), float(squared_norms.sum()))
+        cosine = mean_pairwise_cosine(matrix, finite=True, wide=wide,
+                                      squared_norms=squared_norms)
+    else:
+        mean = _mean(values)
+        std = _std(values, mean)
+        cosine = mean_pairwise_cosine(matrix, finite=finite)
     pre_std = _finite_std(record.pre_activations) if record.pre_activations else std
     with np.errstate(divide="ignore", invalid="ignore"):
         std_ratio = float(np.float64(std) / np.float64(previous_std))
@@ -517,7 +567,7 @@ def layer_statistics(
         zero_fraction=zeros / matrix.size if matrix.size else math.nan,
         dead_fraction=_dead_fraction(arrays, any_zero=zeros > 0 or not covered),
         saturation_fraction=_saturation(values, saturation_bounds(layer), low, high),
-        cosine=mean_pairwise_cosine(matrix, finite=finite),
+        cosine=cosine,
         histogram=_histogram(values, low, high),
         grad_std=_gradient_std(record.output_gradients),
         kernel_grad_std=_gradient_std(record.kernel_gradients),
