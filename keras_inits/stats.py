@@ -660,8 +660,8 @@ def activation_statistics(
         gradients: Also measure ``grad_std`` and ``kernel_grad_std`` (every backend).
             The layers' outputs are then all kept until the backward pass has run; without
             gradients each output is reduced to its statistics as the pass goes (on JAX
-            one layer behind) and dropped, so the probe holds about one layer's output at
-            a time (two on JAX).
+            two layers behind) and dropped, so the probe holds about one layer's output at
+            a time (three on JAX).
         training: Run the probe in training mode (dropout on, batch-norm on batch
             statistics). Default: inference mode.
         loss: Loss for the gradients instead of the model's compiled loss (a name, a
