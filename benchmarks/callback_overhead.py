@@ -76,8 +76,8 @@ HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
 #: docstring), both medians of a tensorflow run: on backends where Keras's callback cannot
 #: run, the reference is this ratio times the stand-in's time. Three runs on 2026-12-03 with
 #: the models seeded through their initializers (see build_model) gave 20.3 (158.7 ms over
-#: 7.83 ms), 23.2 (143.7 over 6.18) and 19.2 (144.1 over 7.49); the lowest is kept, so that
-#: the estimate errs against keras_inits. (Before, with set_random_seed clearing
+#: 7.83 ms), 23.2 (143.7 over 6.18) and 19.2 (144.1 over 7.49), and one on 2026-12-04 24.0
+#: (170.7 over 7.11); the lowest is kept, so that the estimate errs against keras_inits. (Before, with set_random_seed clearing
 #: TensorFlow's kernel cache before each model, Keras's first epoch paid for it too: 27.9,
 #: 22.3, 25.7.)
 KERAS_LOG_WEIGHTS_PER_STAND_IN = 19.2
