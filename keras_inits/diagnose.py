@@ -31,7 +31,11 @@ The rules, per kind (``i`` a monitored layer in depth order, ``0`` the first):
   whose output is not all zero, other than the last layer (a softmax or a single output
   unit points one way whatever the inputs), softmax layers, lookup tables and layers fed only
   by a global pooling (:func:`pooled_layers`: a squeeze-and-excitation branch, a classifier
-  head; each sample is reduced to its channel means, alike for every sample at init).
+  head; each sample is reduced to its channel means, alike for every sample at init). When
+  the collapse starts at the first layer, :func:`diagnose` reads the inputs for the remedy:
+  a probe batch already alike (:func:`input_cosine` ``> COLLAPSE_COSINE``) wants centring;
+  inputs apart that meet a ``Rescaling`` or ``Normalization`` (:data:`PREPROCESSING_TYPES`)
+  want data in that layer's range; otherwise the first kernel is constant.
 * ``growing_stream``: the residual stream's std after block ``k`` over the std entering
   block 0 (the product of the blocks' ``growth``) above :data:`STREAM_GROWTH`.
 
@@ -65,7 +69,12 @@ import numpy as np
 from keras_inits import _checks, backend, gains
 from keras_inits import activations as activation_registry
 from keras_inits.model import graph
-from keras_inits.stats import ModelStatistics, StreamStatistics, activation_statistics
+from keras_inits.stats import (
+    ModelStatistics,
+    StreamStatistics,
+    activation_statistics,
+    mean_pairwise_cosine,
+)
 
 Kind = Literal[
     "vanishing_signal",
@@ -183,6 +192,12 @@ GLOBAL_POOLING_TYPES: tuple[type, ...] = (
     keras.layers.GlobalAveragePooling3D, keras.layers.GlobalMaxPooling1D,
     keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D,
 )
+#: Layers that rescale or shift the inputs before the first monitored layer. When that layer
+#: collapses on inputs that are not alike, these are why: ``keras.applications`` models
+#: (MobileNetV3, EfficientNet) open with ``Rescaling(1/127.5, offset=-1)`` or
+#: ``Rescaling(1/255)``, made for pixels in [0, 255]; N(0, 1) inputs come out of it as nearly
+#: one vector (MobileNetV3Small's first conv: mean cosine 1 on N(0, 1), ok on [0, 255]).
+PREPROCESSING_TYPES: tuple[type, ...] = (keras.layers.Rescaling, keras.layers.Normalization)
 #: Layers listed by name in full up to this many; more are shortened to first, last, count.
 MAX_LISTED_LAYERS = 4
 
@@ -948,8 +963,76 @@ def diagnose(
     paths = list(statistics)
     names = layer_activations(model, paths)
     lookups = lookup_layers(model, paths)
+    findings = findings_from_statistics(statistics, activations=names, lookups=lookups,
+                                        pooled=pooled_layers(model))
     return DiagnosisReport(
-        findings=findings_from_statistics(statistics, activations=names, lookups=lookups,
-                                          pooled=pooled_layers(model)),
+        findings=tuple(_with_input_evidence(finding, model, x) for finding in findings),
         summary=_summary(statistics, lookups, training=bool(training)),
     )
+
+
+def input_cosine(x: Any) -> float | None:
+    """The largest mean pairwise cosine similarity of the probe batch's floating-point
+    inputs, each sample flattened (``None``: no such input, or fewer than 2 samples; integer
+    inputs such as token ids are not directions).
+
+    Examples:
+
+    >>> import numpy as np
+    >>> round(input_cosine(5.0 + 0.01 * np.random.default_rng(0).normal(size=(64, 8))), 4)
+    1.0
+    >>> input_cosine(np.zeros((4, 3), dtype="int32")) is None
+    True
+    """
+    cosines = []
+    for value in keras.tree.flatten(x):
+        array = np.asarray(keras.ops.convert_to_numpy(value))
+        if array.ndim < 1 or array.shape[0] < 2 or not np.issubdtype(array.dtype, np.floating):
+            continue
+        cosine = mean_pairwise_cosine(array.reshape(array.shape[0], -1))
+        if cosine is not None:
+            cosines.append(cosine)
+    return max(cosines) if cosines else None
+
+
+def _preprocessing(model: keras.Model) -> list[str]:
+    """The model's rescaling and normalization layers (:data:`PREPROCESSING_TYPES`), described."""
+    found = []
+    for path, layer in graph.walk(model).items():
+        if isinstance(layer, keras.layers.Rescaling):
+            found.append(f"Rescaling '{path}' (scale {_number(float(np.mean(layer.scale)))}, "
+                         f"offset {_number(float(np.mean(layer.offset)))})")
+        elif isinstance(layer, PREPROCESSING_TYPES):
+            found.append(f"{type(layer).__name__} '{path}'")
+    return found
+
+
+def _with_input_evidence(finding: Finding, model: keras.Model, x: Any) -> Finding:
+    """A ``collapsed_inputs`` finding from the first layer on, with what the model's inputs
+    say about it: the probe batch's own cosine (when ``x`` is given) and the preprocessing
+    layers in front. Inputs that are already alike want centring; inputs that are not alike
+    but meet a ``Rescaling`` want data in the range that layer expects; a constant kernel
+    wants a random initializer."""
+    if finding.kind != "collapsed_inputs" or min(index for _, index in finding.layers) != 0:
+        return finding
+    first = finding.layers[0][0]
+    try:
+        cosine = input_cosine(x) if x is not None else None
+    except Exception:  # noqa: BLE001 - inputs the probe took but NumPy cannot read: no evidence
+        cosine = None
+    preprocessing = _preprocessing(model)
+    evidence = dict(finding.evidence)
+    if cosine is not None:
+        evidence["input_cosine"] = cosine
+    if cosine is not None and cosine > COLLAPSE_COSINE:
+        remedy = (f"centre the data: the probe inputs are already alike (mean cosine "
+                  f"{_number(cosine)}), so no initializer can keep them apart")
+    elif preprocessing:
+        apart = (f"the probe inputs are not alike (mean cosine {_number(cosine)}), but "
+                 if cosine is not None else "")
+        remedy = (f"probe with data like the training data: {apart}the model's "
+                  f"{', '.join(preprocessing)} maps them to nearly one vector before {first} "
+                  "(keras.applications models expect pixels in [0, 255], not N(0, 1))")
+    else:
+        return dataclasses.replace(finding, evidence=evidence)
+    return dataclasses.replace(finding, evidence=evidence, remedy=remedy)

@@ -498,3 +498,68 @@ def test_keras_applications_at_init_are_ok(name):
     report = diagnose_function(model, images)
     assert report.ok, str(report)
     assert "vanishing_signal" in diagnose_function(model, images, training=False).kinds()
+
+
+def _rescaled_cnn() -> keras.Model:
+    """keras.applications' opening: Rescaling(1/127.5, offset=-1) for pixels in [0, 255]."""
+    inputs = keras.Input((8, 8, 3))
+    hidden = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescaling")(inputs)
+    for index in range(3):
+        hidden = keras.layers.Conv2D(16, 3, padding="same", activation="tanh",
+                                     kernel_initializer=keras.initializers.GlorotNormal(index),
+                                     name=f"conv_{index}")(hidden)
+    pooled = keras.layers.GlobalAveragePooling2D()(hidden)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(pooled))
+
+
+def test_collapse_behind_a_rescaling_names_it_and_the_data():
+    # N(0, 1) inputs (mean cosine ~0) leave Rescaling as -1 + 0.008 noise: one direction at
+    # conv_0. The remedy is the data's range, not an initializer; pixels in [0, 255] are ok.
+    model = _rescaled_cnn()
+    rng = np.random.default_rng(0)
+    report = diagnose_function(model, rng.standard_normal((SAMPLES, 8, 8, 3)).astype("float32"))
+    (finding,) = report.findings
+    assert finding.kind == "collapsed_inputs"
+    assert finding.layers[0] == ("conv_0", 0)
+    assert abs(finding.evidence["input_cosine"]) < 0.05
+    assert "Rescaling 'rescaling' (scale 0.00784, offset -1)" in finding.remedy
+    assert "[0, 255]" in finding.remedy and "initializer (He" not in finding.remedy
+    pixels = rng.uniform(0, 255, (SAMPLES, 8, 8, 3)).astype("float32")
+    assert diagnose_function(model, pixels).ok
+
+
+def test_collapse_of_alike_inputs_says_centre_them():
+    # Linear layers: tanh would also saturate on inputs of mean 5.
+    model = mlp(None, lambda i: keras.initializers.GlorotNormal(seed=i), depth=3)
+    alike = 5.0 + 0.01 * probe()
+    (finding,) = diagnose_function(model, alike).findings
+    assert finding.kind == "collapsed_inputs" and finding.layers[0] == ("dense_0", 0)
+    assert finding.evidence["input_cosine"] > COLLAPSE_COSINE
+    assert finding.remedy.startswith("centre the data")
+    # The same model on centred inputs: nothing to say.
+    assert diagnose_function(model, alike - 5.0).ok
+
+
+def test_collapse_from_a_constant_kernel_keeps_the_initializer_remedy():
+    # Positive inputs that are apart (mean cosine ~0.75) through a constant first kernel:
+    # every unit gives the same value, so the layer, not the data, collapses them.
+    model = mlp("tanh", lambda i: keras.initializers.Constant(0.01) if i == 0
+                else keras.initializers.GlorotNormal(seed=i), depth=3)
+    positive = np.random.default_rng(1).uniform(0, 1, (SAMPLES, WIDTH)).astype("float32")
+    findings = diagnose_function(model, positive).findings
+    (finding,) = [f for f in findings if f.kind == "collapsed_inputs"]
+    assert finding.layers[0] == ("dense_0", 0)
+    assert 0.6 < finding.evidence["input_cosine"] < 0.9
+    assert "a random initializer (He or Xavier)" in finding.remedy
+
+
+def test_input_cosine_reads_float_inputs_only():
+    from keras_inits.diagnose import input_cosine
+
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(0, 100, (SAMPLES, 16)).astype("int32")
+    assert input_cosine({"token_ids": tokens}) is None
+    assert input_cosine(rng.standard_normal((1, 4))) is None
+    apart = rng.standard_normal((SAMPLES, 8, 8, 3))
+    assert abs(input_cosine([tokens, apart])) < 0.05
+    assert input_cosine(5.0 + 0.01 * apart) > 0.999
