@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 
 import keras
@@ -71,7 +72,9 @@ CASES: list = []
 def bad(label: str, call, argument: str, value, shows: str | None = None) -> None:
     """Registers a bad input: `call()` must refuse it, naming `argument` and showing `value`."""
     text = repr(value) if shows is None else shows
-    CASES.append(pytest.param(call, argument, text, id=label))
+    # The same id in every process (a function's repr holds its address): `pytest -k`, --lf
+    # and pytest-xdist's workers see one collection.
+    CASES.append(pytest.param(call, argument, text, id=re.sub(r" at 0x[0-9a-fA-F]+", "", label)))
 
 
 NAN = float("nan")
