@@ -6,6 +6,9 @@
 # `make test` runs the suite on all three; `make test BACKEND=jax` on one.
 PYTHON ?= python3
 BACKEND ?= all
+# pytest-xdist workers for `make test` (`auto`: one a CPU; 0 runs in this process). Whole
+# files go to one worker (--dist loadfile): a file's tests share its module-level models.
+TEST_WORKERS ?= auto
 BACKENDS := tensorflow jax torch
 DEMO_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -48,7 +51,7 @@ test: $(addprefix test-,$(TEST_BACKENDS))
 # A static pattern rule: make skips implicit-rule search for .PHONY targets.
 $(addprefix test-,$(BACKENDS)): test-%: .venv/%/.installed
 	@echo "=== tests on the $* backend ==="
-	KERAS_BACKEND=$* .venv/$*/bin/python -m pytest -q $(PYTEST_ARGS)
+	KERAS_BACKEND=$* .venv/$*/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: .venv/$(DEMO_BACKEND)/.installed
 	KERAS_BACKEND=$(DEMO_BACKEND) .venv/$(DEMO_BACKEND)/bin/python benchmarks/speed.py
