@@ -995,16 +995,19 @@ def input_cosine(x: Any) -> float | None:
     return max(cosines) if cosines else None
 
 
-def _preprocessing(model: keras.Model) -> list[str]:
-    """The model's rescaling and normalization layers (:data:`PREPROCESSING_TYPES`), described."""
+def _preprocessing(model: keras.Model) -> tuple[list[str], bool]:
+    """The model's rescaling and normalization layers (:data:`PREPROCESSING_TYPES`),
+    described, and whether one of them is a ``Rescaling``."""
     found = []
+    rescaling = False
     for path, layer in graph.walk(model).items():
         if isinstance(layer, keras.layers.Rescaling):
+            rescaling = True
             found.append(f"Rescaling '{path}' (scale {_number(float(np.mean(layer.scale)))}, "
                          f"offset {_number(float(np.mean(layer.offset)))})")
         elif isinstance(layer, PREPROCESSING_TYPES):
             found.append(f"{type(layer).__name__} '{path}'")
-    return found
+    return found, rescaling
 
 
 def _with_input_evidence(finding: Finding, model: keras.Model, x: Any) -> Finding:
@@ -1020,7 +1023,7 @@ def _with_input_evidence(finding: Finding, model: keras.Model, x: Any) -> Findin
         cosine = input_cosine(x) if x is not None else None
     except Exception:  # noqa: BLE001 - inputs the probe took but NumPy cannot read: no evidence
         cosine = None
-    preprocessing = _preprocessing(model)
+    preprocessing, rescaling = _preprocessing(model)
     evidence = dict(finding.evidence)
     if cosine is not None:
         evidence["input_cosine"] = cosine
@@ -1030,9 +1033,11 @@ def _with_input_evidence(finding: Finding, model: keras.Model, x: Any) -> Findin
     elif preprocessing:
         apart = (f"the probe inputs are not alike (mean cosine {_number(cosine)}), but "
                  if cosine is not None else "")
+        pixels = (" (keras.applications models expect pixels in [0, 255], not N(0, 1))"
+                  if rescaling else "")
         remedy = (f"probe with data like the training data: {apart}the model's "
-                  f"{', '.join(preprocessing)} maps them to nearly one vector before {first} "
-                  "(keras.applications models expect pixels in [0, 255], not N(0, 1))")
+                  f"{', '.join(preprocessing)} maps them to nearly one vector before "
+                  f"{first}{pixels}")
     else:
         return dataclasses.replace(finding, evidence=evidence)
     return dataclasses.replace(finding, evidence=evidence, remedy=remedy)

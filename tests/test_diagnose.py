@@ -509,7 +509,9 @@ def _rescaled_cnn() -> keras.Model:
                                      kernel_initializer=keras.initializers.GlorotNormal(index),
                                      name=f"conv_{index}")(hidden)
     pooled = keras.layers.GlobalAveragePooling2D()(hidden)
-    return keras.Model(inputs, keras.layers.Dense(4, name="head")(pooled))
+    head = keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotNormal(9),
+                              name="head")
+    return keras.Model(inputs, head(pooled))
 
 
 def test_collapse_behind_a_rescaling_names_it_and_the_data():
@@ -563,3 +565,21 @@ def test_input_cosine_reads_float_inputs_only():
     apart = rng.standard_normal((SAMPLES, 8, 8, 3))
     assert abs(input_cosine([tokens, apart])) < 0.05
     assert input_cosine(5.0 + 0.01 * apart) > 0.999
+
+
+def test_collapse_behind_a_normalization_names_it_without_pixels():
+    # A Normalization adapted to data of mean 1000 and std 0.01 maps N(0, 1) inputs to about
+    # -1e5 in every feature: one direction at dense_0. No Rescaling: no word of pixels.
+    inputs = keras.Input((WIDTH,))
+    norm = keras.layers.Normalization(mean=1000.0, variance=1e-4, name="norm")
+    hidden = keras.layers.Dense(WIDTH, kernel_initializer=keras.initializers.GlorotNormal(0),
+                                name="dense_0")(norm(inputs))
+    hidden = keras.layers.Dense(WIDTH, kernel_initializer=keras.initializers.GlorotNormal(1),
+                                name="dense_1")(hidden)
+    out = keras.layers.Dense(2, kernel_initializer=keras.initializers.GlorotNormal(2), name="out")
+    model = keras.Model(inputs, out(hidden))
+    # (A constant direction through a 2-unit output may also read as vanishing: not this test's.)
+    (finding,) = [f for f in diagnose_function(model, probe()).findings
+                  if f.kind == "collapsed_inputs"]
+    assert finding.kind == "collapsed_inputs" and finding.layers[0] == ("dense_0", 0)
+    assert "Normalization 'norm'" in finding.remedy and "pixels" not in finding.remedy
