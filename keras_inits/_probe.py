@@ -54,6 +54,7 @@ TensorShape([2, 4])
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import inspect
@@ -899,26 +900,26 @@ def run_probe(
             # lag of 1). Elsewhere at once: eager operations are synchronous there, and a
             # torch layer may write into its input in place.
             current = backend.current()
-            view = bool(current.ASYNC_DISPATCH)
-            pending: list[ProbeRecord] = []  # the records not reduced yet, oldest first
+            asynchronous = bool(current.ASYNC_DISPATCH)
+            lag = _ASYNC_LAG if asynchronous else 0
+            pending: collections.deque[ProbeRecord] = collections.deque()  # oldest first
 
             def reduce(record: ProbeRecord) -> None:
-                _record_to_float32(record, view=view)
+                _record_to_float32(record, view=asynchronous)
                 if on_record is not None:
                     on_record(record)
 
-            def reduce_previous(record: ProbeRecord) -> None:
+            def hold(record: ProbeRecord) -> None:
                 pending.append(record)
-                if len(pending) > _ASYNC_LAG:
-                    reduce(pending.pop(0))
+                if len(pending) > lag:
+                    reduce(pending.popleft())
 
             with current.without_gradients(), LayerProbe(
-                selected, pre_activations=pre_activations,
-                on_record=reduce_previous if current.ASYNC_DISPATCH else reduce,
+                selected, pre_activations=pre_activations, on_record=hold,
             ) as probe:
                 forward(model, x, training)
             while pending:
-                reduce(pending.pop(0))
+                reduce(pending.popleft())
             records = probe.records
 
     missing = [path for path in selected if path not in records]

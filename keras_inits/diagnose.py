@@ -935,8 +935,10 @@ def diagnose(
             (:func:`untrained_batch_norm`), in inference mode otherwise. The report says
             which.
         statistics: Statistics already measured (by the callback, say): no probe pass is run
-            and ``x``, ``y``, ``layers`` and ``loss`` are not used; ``training`` then says
-            the mode they were measured in (``None``: inference).
+            and ``y``, ``layers`` and ``loss`` are not used, nor ``x`` except for the inputs'
+            own cosine when a collapse starts at the first layer (``None``: no such
+            evidence); ``training`` then says the mode they were measured in (``None``:
+            inference).
 
     Returns:
         A :class:`DiagnosisReport`; ``report.ok`` when nothing was found.

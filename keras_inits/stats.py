@@ -307,37 +307,12 @@ def _finite_values(matrix: np.ndarray) -> tuple[np.ndarray, int]:
     return (flat if nonfinite == 0 else flat[finite]), nonfinite
 
 
-#: Below this std, float32 squares of the deviations may be subnormal (< 1.2e-38): such a
-#: std is computed in float64 throughout.
-_FLOAT32_EXACT_STD = 1e-15
-
-
-def _mean(values: np.ndarray) -> float:
-    """The mean, accumulated in float64 (NaN when empty)."""
-    return float(np.add.reduce(values, dtype=np.float64)) / values.size if values.size else math.nan
-
-
-def _std(values: np.ndarray, mean: float | None = None) -> float:
-    """The population std, accumulated in float64 (NaN when empty).
-
-    For float32 values the deviations from the (float64) mean are squared in float32 and
-    summed in float64: within ~1e-7 of the all-float64 two-pass result, at 0.8x its cost
-    (no float64 copy of the values). A result that is not finite (a square past float32's
-    range) or at most :data:`_FLOAT32_EXACT_STD` (squares that may fall below float32's
-    normal range, a collapsed layer) is computed again in float64.
-    """
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and population std of finite ``values`` in float64 (NaN, NaN when empty)."""
     if not values.size:
-        return math.nan
-    if values.dtype != np.float32:
-        return float(values.std(dtype=np.float64))
-    centre = _mean(values) if mean is None else mean
-    squares = values - np.float32(centre)
-    with np.errstate(over="ignore", under="ignore"):
-        np.square(squares, out=squares)
-    result = math.sqrt(float(np.add.reduce(squares, dtype=np.float64)) / values.size)
-    if math.isfinite(result) and result > _FLOAT32_EXACT_STD:
-        return result
-    return float(values.std(dtype=np.float64))
+        return math.nan, math.nan
+    wide = values.astype(np.float64).reshape(-1)
+    return _moments(wide, float(wide.sum()), float(np.einsum("i,i->", wide, wide)))
 
 
 def _finite_std(arrays: Sequence[np.ndarray]) -> float:
@@ -358,7 +333,7 @@ def _finite_std(arrays: Sequence[np.ndarray]) -> float:
     total = float(wide.sum())
     if math.isfinite(total):
         return _moments(wide, total, float(np.einsum("i,i->", wide, wide)))[1]
-    return _std(flat[np.isfinite(flat)])
+    return _mean_std(flat[np.isfinite(flat)])[1]
 
 
 #: :func:`_moments` takes the variance as ``E[x^2] - mean^2`` only when it exceeds this
@@ -543,8 +518,7 @@ def layer_statistics(
         cosine = mean_pairwise_cosine(matrix, finite=True, wide=wide,
                                       squared_norms=squared_norms)
     else:
-        mean = _mean(values)
-        std = _std(values, mean)
+        mean, std = _mean_std(values)
         cosine = mean_pairwise_cosine(matrix, finite=finite)
     pre_std = _finite_std(record.pre_activations) if record.pre_activations else std
     with np.errstate(divide="ignore", invalid="ignore"):
