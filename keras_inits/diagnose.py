@@ -997,12 +997,15 @@ def input_cosine(x: Any) -> float | None:
     return max(cosines) if cosines else None
 
 
-def _preprocessing(model: keras.Model) -> tuple[list[str], bool]:
-    """The model's rescaling and normalization layers (:data:`PREPROCESSING_TYPES`),
+def _preprocessing(model: keras.Model, before: str) -> tuple[list[str], bool]:
+    """The model's rescaling and normalization layers (:data:`PREPROCESSING_TYPES`) that
+    come before the layer at path ``before`` (in Keras's topological order of the layers),
     described, and whether one of them is a ``Rescaling``."""
     found = []
     rescaling = False
     for path, layer in graph.walk(model).items():
+        if path == before:
+            break
         if isinstance(layer, keras.layers.Rescaling):
             rescaling = True
             found.append(f"Rescaling '{path}' (scale {_number(float(np.mean(layer.scale)))}, "
@@ -1025,7 +1028,7 @@ def _with_input_evidence(finding: Finding, model: keras.Model, x: Any) -> Findin
         cosine = input_cosine(x) if x is not None else None
     except Exception:  # noqa: BLE001 - inputs the probe took but NumPy cannot read: no evidence
         cosine = None
-    preprocessing, rescaling = _preprocessing(model)
+    preprocessing, rescaling = _preprocessing(model, before=first)
     evidence = dict(finding.evidence)
     if cosine is not None:
         evidence["input_cosine"] = cosine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -162,3 +163,25 @@ def test_untrained_batch_normalization_is_diagnosed_from_a_training_mode_pass(tm
     # One training-mode pass at step 0; after an epoch of training, the written statistics.
     assert passes == [True, None, None]
     assert at_init["head"].pre_std < 1e-2 * at_init["dense_0"].pre_std
+
+
+def test_a_collapse_behind_a_rescaling_is_explained_from_the_probe_batch(tmp_path):
+    # The callback gives diagnose its probe batch: N(0, 1) data (mean cosine ~0) behind a
+    # Rescaling made for pixels gets the data remedy, as from diagnose() and the CLI.
+    inputs = keras.Input((WIDTH,))
+    hidden = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescaling")(inputs)
+    for index in range(3):
+        hidden = keras.layers.Dense(WIDTH, activation="tanh", name=f"dense_{index}",
+                                    kernel_initializer=keras.initializers.GlorotNormal(index))(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(hidden))
+    x, _ = data()
+    callback = keras_inits.ActivationStatistics(str(tmp_path), x, images=False, histograms=False)
+    callback.set_model(model)
+    callback.write(0)
+    callback.close()
+    (finding,) = [f for f in callback.last_diagnosis.findings if f.kind == "collapsed_inputs"]
+    assert abs(finding.evidence["input_cosine"]) < 0.1
+    assert "Rescaling 'rescaling'" in finding.remedy
+    (text,) = [text for _, text in diagnosis_texts(Path(callback.run_dir))]
+    # The Text tab renders markdown with the HTML entities of the escaped text.
+    assert "input_cosine" in text and "Rescaling 'rescaling'" in html.unescape(text)

@@ -583,3 +583,15 @@ def test_collapse_behind_a_normalization_names_it_without_pixels():
                   if f.kind == "collapsed_inputs"]
     assert finding.kind == "collapsed_inputs" and finding.layers[0] == ("dense_0", 0)
     assert "Normalization 'norm'" in finding.remedy and "pixels" not in finding.remedy
+
+
+def test_only_preprocessing_in_front_of_the_collapse_is_named():
+    from keras_inits.diagnose import _preprocessing
+
+    inputs = keras.Input((WIDTH,))
+    hidden = keras.layers.Rescaling(0.5, name="front")(inputs)
+    hidden = keras.layers.Dense(WIDTH, name="dense_0")(hidden)
+    hidden = keras.layers.Rescaling(2.0, name="behind")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+    assert _preprocessing(model, before="dense_0") == (["Rescaling 'front' (scale 0.5, offset 0)"], True)
+    assert _preprocessing(model, before="front") == ([], False)

@@ -670,7 +670,9 @@ class ActivationStatistics(keras.callbacks.Callback):
                     layers=self._selected, training=True,
                 )
             else:
-                report = diagnose_statistics(self.model, None, statistics=statistics)
+                # x only for the inputs' own cosine, read when a collapse starts at the
+                # first layer (no probe pass).
+                report = diagnose_statistics(self.model, self._x, statistics=statistics)
         except Exception as error:  # noqa: BLE001 - a diagnosis is never worth a crash
             logger.warning("ActivationStatistics: no diagnosis at step %d: %s: %s",
                            step, type(error).__name__, error)
